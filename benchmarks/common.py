@@ -1,0 +1,67 @@
+"""Timing and reporting shared by the benchmarks: warm up, block, median of repeats, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+
+
+def device_name() -> str:
+    """e.g. "cpu", "NVIDIA H200" (the kind of the first device)."""
+    device = jax.devices()[0]
+    return device.platform if device.platform == "cpu" else device.device_kind
+
+
+def time_fn(
+    fn: Callable,
+    *args,
+    warmup: int = 2,
+    min_repeats: int = 5,
+    max_repeats: int = 100,
+    min_seconds: float = 1.0,
+) -> float:
+    """Median wall time in milliseconds of ``fn(*args)``, blocking on its results.
+
+    Compilation stays out of the numbers (``warmup`` calls first); repeats continue until both
+    ``min_repeats`` runs and ``min_seconds`` have passed, up to ``max_repeats``.
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_repeats and (
+        len(times) < min_repeats or time.perf_counter() - start < min_seconds
+    ):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def emit(
+    benchmark: str,
+    impl: str,
+    shape: dict,
+    median_ms: float,
+    reference: str,
+    reference_ms: float,
+    **extra,
+) -> dict:
+    """Print (and return) one result line: speedup = reference time / this time."""
+    row = {
+        "benchmark": benchmark,
+        "impl": impl,
+        "device": device_name(),
+        "jax_version": jax.__version__,
+        "shape": shape,
+        "median_ms": round(median_ms, 4),
+        "reference": reference,
+        "speedup": round(reference_ms / median_ms, 3),
+        **extra,
+    }
+    print(json.dumps(row), flush=True)
+    return row

@@ -1,0 +1,5 @@
+"""``python -m jaxhash`` is the ``jaxhash`` command."""
+
+from jaxhash.cli import main
+
+main()

@@ -1,0 +1,700 @@
+"""The losses of semantic hashing, as pure functions of arrays.
+
+Arponen & Bishop, "Learning to hash with semantic similarity metrics and empirical KL divergence"
+(arXiv 2005.04917): a network maps an example to ``z`` in R^K, the code is ``sign(z)``, and
+
+    loss = w_ce * CE(classes) + w_sim * L_sim + w_kl * L_KL  (+ the usual baselines' regularisers)
+
+* ``similarity_loss`` (L_sim): relaxed Hamming distances of the batch's codes are matched to
+  *relative* target distances (class hierarchy or caption embeddings).
+* ``binary_kl_loss`` (L_KL): the Wang-Kulkarni-Verdu kNN estimate of KL(outputs || uniform
+  binary codes), which pulls outputs to hypercube corners and spreads them.
+
+Every function computes in float32 (float64 for float64 inputs; bf16 inputs are upcast), checks
+its arguments at trace time (``ValueError`` naming the argument), takes an optional ``mask``
+``[N]`` of valid (not padded) rows, and takes ``axis_name``: called inside ``jax.shard_map`` with
+the batch split over that mesh axis, it gathers or sums what it needs so that value and
+gradients equal the single-device result on the global batch. The paper's exact constants are
+not public; every choice is an argument with a documented default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxhash import parallel
+from jaxhash.knn import default_block_size, kth_neighbor_sq_distances
+
+_HIGHEST = lax.Precision.HIGHEST
+# Floor of a squared norm before normalising a row: an all-zero code gets the unit row 0
+# (cosine 0 with everything) instead of 0/0.
+_NORM_EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _float_array(x, name: str, ndim: int) -> jax.Array:
+    """``x`` as a float32 (or float64) array of rank ``ndim``, else a ValueError naming it."""
+    x = jnp.asarray(x)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have rank {ndim}; got shape {x.shape}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"{name} must be a floating-point array; got dtype {x.dtype}. Cast it, e.g. "
+            f"{name}.astype(jnp.float32)."
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {x.shape}): need at least one row.")
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _int_labels(labels, name: str, n: int) -> jax.Array:
+    labels = jnp.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape [{n}] (one per row); got {labels.shape}.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"{name} must hold integer class indices; got dtype {labels.dtype}.")
+    return labels.astype(jnp.int32)
+
+
+def _mask_weights(mask, n: int, dtype) -> jax.Array:
+    """``[n]`` weights in {0, 1}: 1 for valid rows (all rows when ``mask`` is None)."""
+    if mask is None:
+        return jnp.ones((n,), dtype)
+    mask = jnp.asarray(mask)
+    if mask.shape != (n,):
+        raise ValueError(f"mask must have shape [{n}] (one flag per row); got {mask.shape}.")
+    if mask.dtype != jnp.bool_:
+        raise ValueError(f"mask must be a bool array; got dtype {mask.dtype}.")
+    return mask.astype(dtype)
+
+
+def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` where ``den > 0``, else ``num`` (used where both are then 0)."""
+    return num / jnp.where(den > 0, den, 1)
+
+
+def _unit_rows(z: jax.Array) -> jax.Array:
+    """Rows scaled to unit Euclidean norm; all-zero rows stay zero (no NaN in value or grad)."""
+    return z * lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), _NORM_EPS))
+
+
+def _rowdot(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.sum(a * b, axis=-1)
+
+
+# ----------------------------------------------------------------------------- distances
+
+
+def relaxed_hamming(a: jax.Array, b: jax.Array | None = None) -> jax.Array:
+    """Relaxed normalised Hamming distance ``(1 - cos(a_i, b_j)) / 2``.
+
+    On codes in {-1, +1}^K this is exactly ``hamming(a_i, b_j) / K`` (cos = 1 - 2 H / K), so it
+    is the natural differentiable stand-in (METHOD.md section 2). All-zero rows have cosine 0
+    with everything (distance 0.5), without NaN in value or gradient.
+
+    Args:
+      a: ``[N, K]``.
+      b: ``[M, K]``; ``None`` means ``a``.
+
+    Returns:
+      ``[N, M]`` float32 in [0, 1].
+    """
+    a = _float_array(a, "a", 2)
+    unit_a = _unit_rows(a)
+    if b is None:
+        unit_b = unit_a
+    else:
+        b = _float_array(b, "b", 2)
+        if b.shape[1] != a.shape[1]:
+            raise ValueError(f"a and b must have the same width; got {a.shape} and {b.shape}.")
+        unit_b = _unit_rows(b)
+    return 0.5 * (1.0 - jnp.dot(unit_a, unit_b.T, precision=_HIGHEST))
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+class ClassTargets(NamedTuple):
+    """Targets from class labels: ``D_ij = class_distances[labels_i, labels_j]``.
+
+    ``labels``: ``[N]`` int class index per row. ``class_distances``: ``[C, C]`` (e.g. one minus
+    a WordNet similarity). Never materialises the ``[N, N]`` matrix: the squared-error loss is
+    computed from per-class sums of the codes.
+    """
+
+    labels: jax.Array
+    class_distances: jax.Array
+
+
+class EmbeddingTargets(NamedTuple):
+    """Targets from embeddings (e.g. caption sentence embeddings): ``D_ij = (1 - cos(e_i, e_j))/2``.
+
+    ``embeddings``: ``[N, E]``. The squared-error loss is computed from ``[K, E]`` and ``[E, E]``
+    moment matrices, never from ``[N, N]`` ones.
+    """
+
+    embeddings: jax.Array
+
+
+Targets = jax.Array | ClassTargets | EmbeddingTargets
+
+
+class _RowStats(NamedTuple):
+    """Per local row i, sums over the valid partners j != i of the global batch."""
+
+    pairs: jax.Array  # n_i: number of partners
+    d: jax.Array  # sum_j d_ij
+    dd: jax.Array  # sum_j d_ij^2
+    t: jax.Array  # sum_j D_ij
+    tt: jax.Array  # sum_j D_ij^2
+    dt: jax.Array  # sum_j d_ij D_ij
+
+
+def _check_targets(targets, n: int, axis_name) -> Targets:
+    """Validate and cast targets for ``n`` local rows; targets never carry gradients."""
+    if isinstance(targets, ClassTargets):
+        labels = _int_labels(targets.labels, "target_distances.labels", n)
+        table = _float_array(targets.class_distances, "target_distances.class_distances", 2)
+        if table.shape[0] != table.shape[1]:
+            raise ValueError(
+                f"target_distances.class_distances must be square [C, C]; got {table.shape}."
+            )
+        return ClassTargets(labels, lax.stop_gradient(table))
+    if isinstance(targets, EmbeddingTargets):
+        emb = _float_array(targets.embeddings, "target_distances.embeddings", 2)
+        if emb.shape[0] != n:
+            raise ValueError(
+                f"target_distances.embeddings must have {n} rows (one per code); got {emb.shape}."
+            )
+        return EmbeddingTargets(lax.stop_gradient(emb))
+    dense = _float_array(targets, "target_distances", 2)
+    global_n = n * parallel.axis_size(axis_name)
+    if dense.shape != (n, global_n):
+        where = "" if axis_name is None else f" (this device's rows of the [{global_n}] batch)"
+        raise ValueError(
+            f"target_distances must have shape [{n}, {global_n}]{where}; got {dense.shape}. "
+            "Pass a [N, N] matrix, ClassTargets(labels, class_distances) or "
+            "EmbeddingTargets(embeddings)."
+        )
+    return lax.stop_gradient(dense)
+
+
+def _row_stats(unit: jax.Array, w: jax.Array, targets: Targets, axis_name) -> _RowStats:
+    """Closed-form per-row sums of d, d^2, D, D^2 and d*D, in O(N K^2) plus the targets' cost.
+
+    With c_i = w_i u_i (u the unit codes) and g_ij = u_i.u_j, d_ij = (1 - g_ij)/2, and
+        sum_j w_j g_ij   = c_i . s,             s = sum_j c_j
+        sum_j w_j g_ij^2 = c_i^T M c_i,         M = sum_j c_j c_j^T  ([K, K])
+        sum_j w_j g_ij D_ij = c_i . T_i,        T_i = sum_j D_ij c_j
+    each less its j = i term. T_i comes from class sums (ClassTargets), moment matrices
+    (EmbeddingTargets) or one [n, N] x [N, K] product (dense targets).
+    """
+    c = unit * w[:, None]
+    n_valid = parallel.global_sum(jnp.sum(w), axis_name)
+    s = parallel.global_sum(jnp.sum(c, axis=0), axis_name)
+    m = parallel.global_sum(jnp.dot(c.T, c, precision=_HIGHEST), axis_name)
+    self_g = _rowdot(c, c)  # w_i g_ii: 1 for valid non-zero rows, else 0
+    pairs = w * (n_valid - 1.0)
+    g_sum = _rowdot(c, s) - self_g
+    g2_sum = _rowdot(jnp.dot(c, m, precision=_HIGHEST), c) - self_g * self_g
+
+    if isinstance(targets, ClassTargets):
+        labels, table = targets
+        onehot = jax.nn.one_hot(labels, table.shape[0], dtype=c.dtype) * w[:, None]
+        counts = parallel.global_sum(jnp.sum(onehot, axis=0), axis_name)
+        class_sums = parallel.global_sum(jnp.dot(onehot.T, c, precision=_HIGHEST), axis_name)
+        rows = table[labels]
+        diag = jnp.diagonal(table)[labels]
+        t_all = jnp.dot(rows, counts, precision=_HIGHEST)
+        tt_all = jnp.dot(rows * rows, counts, precision=_HIGHEST)
+        weighted = jnp.dot(table, class_sums, precision=_HIGHEST)[labels]
+    elif isinstance(targets, EmbeddingTargets):
+        e = _unit_rows(targets.embeddings)
+        ew = e * w[:, None]
+        e_sum = parallel.global_sum(jnp.sum(ew, axis=0), axis_name)
+        e_moment = parallel.global_sum(jnp.dot(ew.T, ew, precision=_HIGHEST), axis_name)
+        cross = parallel.global_sum(jnp.dot(c.T, e, precision=_HIGHEST), axis_name)
+        e_dot_sum = jnp.dot(e, e_sum, precision=_HIGHEST)
+        diag = 0.5 * (1.0 - _rowdot(e, e))
+        t_all = 0.5 * (n_valid - e_dot_sum)
+        e2_sum = _rowdot(jnp.dot(e, e_moment, precision=_HIGHEST), e)
+        tt_all = 0.25 * (n_valid - 2.0 * e_dot_sum + e2_sum)
+        weighted = 0.5 * (s[None, :] - jnp.dot(e, cross.T, precision=_HIGHEST))
+    else:
+        n_local = targets.shape[0]
+        w_all = parallel.all_gather_batch(w, axis_name)
+        c_all = parallel.all_gather_batch(c, axis_name)
+        columns = parallel.batch_offset(n_local, axis_name) + jnp.arange(n_local)
+        diag = jnp.take_along_axis(targets, columns[:, None], axis=1)[:, 0]
+        t_all = jnp.dot(targets, w_all, precision=_HIGHEST)
+        tt_all = jnp.dot(targets * targets, w_all, precision=_HIGHEST)
+        weighted = jnp.dot(targets, c_all, precision=_HIGHEST)
+
+    t = w * (t_all - w * diag)
+    tt = w * (tt_all - w * diag * diag)
+    gt_sum = _rowdot(c, weighted) - self_g * diag
+    return _RowStats(
+        pairs=pairs,
+        d=0.5 * (pairs - g_sum),
+        dd=0.25 * (pairs - 2.0 * g_sum + g2_sum),
+        t=t,
+        tt=tt,
+        dt=0.5 * (t - gt_sum),
+    )
+
+
+def _target_block(targets: Targets, rows: jax.Array, axis_name) -> jax.Array:
+    """Rows ``rows`` (local indices) of the target matrix against the global batch: [b, N]."""
+    if isinstance(targets, ClassTargets):
+        labels_all = parallel.all_gather_batch(targets.labels, axis_name)
+        return targets.class_distances[targets.labels[rows]][:, labels_all]
+    if isinstance(targets, EmbeddingTargets):
+        e = _unit_rows(targets.embeddings)
+        e_all = parallel.all_gather_batch(e, axis_name)
+        return 0.5 * (1.0 - jnp.dot(e[rows], e_all.T, precision=_HIGHEST))
+    return targets[rows]
+
+
+# ----------------------------------------------------------------------------- L_sim
+
+
+def similarity_loss(
+    codes: jax.Array,
+    target_distances: Targets,
+    *,
+    normalize: str = "mean",
+    power: float = 2.0,
+    mask: jax.Array | None = None,
+    detach_scale: bool = False,
+    method: str = "auto",
+    block_size: int | None = None,
+    axis_name: parallel.AxisName = None,
+) -> jax.Array:
+    """Relative distance matching between codes and semantic targets (METHOD.md section 2).
+
+    With d = relaxed_hamming(codes), D the target distances and pairs (i, j), i != j, both rows
+    valid (P of them):
+
+        "mean": (1/P) sum |d_ij / mean(d) - D_ij / mean(D)|^p   (means over all pairs; default)
+        "row":  the same with the means taken per row i
+        "none": (1/P) sum |d_ij - D_ij|^p
+
+    "mean" is the default: it matches the *relative* geometry, so it is invariant to the scale
+    of D (e.g. WordNet heights vs path lengths) and of the codes. Apply ``tanh`` to the codes
+    first for the tanh relaxation.
+
+    Args:
+      codes: ``[N, K]`` real outputs.
+      target_distances: a dense ``[N, N]`` matrix, :class:`ClassTargets` or
+        :class:`EmbeddingTargets` (the structured forms avoid ``[N, N]`` work). Constant: no
+        gradient flows into targets. Under ``axis_name`` a dense matrix is this device's rows
+        ``[n_local, N_global]``.
+      normalize: "mean", "row" or "none".
+      power: p >= 1; 2 (default, a squared error) or 1 (robust).
+      mask: ``[N]`` bool; False rows (padding) take part in no pair.
+      detach_scale: stop the gradient through mean(d) (the value is unchanged).
+      method: "gram" computes the p = 2 loss in closed form from K x K moments, never forming
+        [N, N] distances (O(N K^2) for structured targets); "blocked" forms distances
+        ``block_size`` rows at a time (any p; memory O(block_size N); None picks it per
+        backend); "auto" picks "gram" for p = 2.
+      axis_name: mesh axis of the batch inside ``jax.shard_map`` (global-batch loss).
+
+    Returns:
+      Scalar float32.
+    """
+    codes = _float_array(codes, "codes", 2)
+    n = codes.shape[0]
+    if normalize not in ("mean", "row", "none"):
+        raise ValueError(f"normalize must be 'mean', 'row' or 'none'; got {normalize!r}.")
+    if not isinstance(power, int | float) or not power >= 1:
+        raise ValueError(f"power must be a number >= 1; got {power!r}.")
+    if method == "auto":
+        method = "gram" if power == 2 else "blocked"
+    if method not in ("gram", "blocked"):
+        raise ValueError(f"method must be 'auto', 'gram' or 'blocked'; got {method!r}.")
+    if method == "gram" and power != 2:
+        raise ValueError(f"method='gram' needs power=2; got power={power}. Use 'blocked'.")
+    if block_size is None:
+        block_size = default_block_size(n * parallel.axis_size(axis_name))
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive int or None; got {block_size!r}.")
+    w = _mask_weights(mask, n, codes.dtype)
+    targets = _check_targets(target_distances, n, axis_name)
+
+    unit = _unit_rows(codes)
+    stats = _row_stats(unit, w, targets, axis_name)
+    num_pairs = parallel.global_sum(jnp.sum(stats.pairs), axis_name)
+    if normalize == "none":
+        scale_d = scale_t = jnp.ones((), codes.dtype)
+    elif normalize == "mean":
+        scale_d = _safe_div(num_pairs, parallel.global_sum(jnp.sum(stats.d), axis_name))
+        scale_t = _safe_div(num_pairs, parallel.global_sum(jnp.sum(stats.t), axis_name))
+    else:
+        scale_d = _safe_div(stats.pairs, stats.d)
+        scale_t = _safe_div(stats.pairs, stats.t)
+    if detach_scale:
+        scale_d = lax.stop_gradient(scale_d)
+
+    if method == "gram":
+        per_row = scale_d**2 * stats.dd - 2.0 * scale_d * scale_t * stats.dt + scale_t**2 * stats.tt
+        # A sum of squares expanded into moments: clamp the rounding (about 1e-9) below 0.
+        total = jnp.maximum(jnp.sum(per_row), 0.0)
+    else:
+        total = _blocked_sum(unit, w, targets, scale_d, scale_t, power, block_size, axis_name)
+    return _safe_div(parallel.global_sum(total, axis_name), num_pairs)
+
+
+def _blocked_sum(unit, w, targets, scale_d, scale_t, power, block_size, axis_name):
+    """sum over this device's pairs of |a_i d_ij - b_i D_ij|^p, ``block_size`` rows at a time."""
+    n = unit.shape[0]
+    unit_all = parallel.all_gather_batch(unit, axis_name)
+    w_all = parallel.all_gather_batch(w, axis_name)
+    offset = parallel.batch_offset(n, axis_name)
+    scale_d = jnp.broadcast_to(scale_d, (n,))
+    scale_t = jnp.broadcast_to(scale_t, (n,))
+    block = min(block_size, n)
+    num_blocks = math.ceil(n / block)
+
+    @jax.checkpoint  # recompute each [block, N] tile in the backward pass: memory stays bounded
+    def block_sum(rows):
+        valid = rows < n
+        rows = jnp.minimum(rows, n - 1)
+        d = 0.5 * (1.0 - jnp.dot(unit[rows], unit_all.T, precision=_HIGHEST))
+        t = _target_block(targets, rows, axis_name)
+        columns = jnp.arange(unit_all.shape[0])
+        pair = (w[rows] * valid)[:, None] * w_all[None, :]
+        pair = jnp.where(columns[None, :] == (offset + rows)[:, None], 0.0, pair)
+        err = jnp.abs(scale_d[rows][:, None] * d - scale_t[rows][:, None] * t)
+        return jnp.sum(pair * (err * err if power == 2 else err**power))
+
+    all_rows = jnp.arange(num_blocks * block).reshape(num_blocks, block)
+    if num_blocks == 1:
+        return block_sum(all_rows[0])
+    return jnp.sum(lax.map(block_sum, all_rows))
+
+
+# ----------------------------------------------------------------------------- L_KL
+
+
+class KLTerms(NamedTuple):
+    """The kNN KL estimate and its two data-dependent parts (means over valid rows)."""
+
+    estimate: jax.Array
+    mean_log_nu: jax.Array  # mean log distance to the k-th nearest target sample
+    mean_log_rho: jax.Array  # mean log distance to the k-th nearest other output
+
+
+def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
+    """Wang-Kulkarni-Verdu terms for local rows ``x`` against global targets ``y_all``."""
+    n_local, dim = x.shape
+    n_global = n_local * parallel.axis_size(axis_name)
+    if y_all.shape[1] != dim:
+        raise ValueError(f"x and y must have the same width; got {dim} and {y_all.shape[1]}.")
+    if not isinstance(k, int) or not 1 <= k < n_global:
+        raise ValueError(
+            f"k must be an int with 1 <= k < n = {n_global} (rho needs k other rows); got {k!r}."
+        )
+    if k > y_all.shape[0]:
+        raise ValueError(f"k must be <= m = {y_all.shape[0]} target samples; got k={k}.")
+    x_all = parallel.all_gather_batch(x, axis_name)
+    w_all = parallel.all_gather_batch(w, axis_name)
+    knn = dict(block_size=block_size)
+    rho2 = kth_neighbor_sq_distances(
+        x,
+        x_all,
+        k,
+        exclude_self=True,
+        query_offset=parallel.batch_offset(n_local, axis_name),
+        points_mask=w_all > 0,
+        **knn,
+    )
+    nu2 = kth_neighbor_sq_distances(x, y_all.astype(x.dtype), k, **knn)
+    # log of a distance from its square, floored at eps: duplicates give rho = 0, and the
+    # gradient of sqrt at 0 is never taken.
+    floor = jnp.asarray(eps * eps, x.dtype)
+    log_rho = 0.5 * jnp.log(jnp.maximum(rho2, floor))
+    log_nu = 0.5 * jnp.log(jnp.maximum(nu2, floor))
+    n_valid = parallel.global_sum(jnp.sum(w), axis_name)
+    sum_log_nu = parallel.global_sum(jnp.sum(w * log_nu), axis_name)
+    sum_log_rho = parallel.global_sum(jnp.sum(w * log_rho), axis_name)
+    estimate = (
+        dim * (sum_log_nu - sum_log_rho) / n_valid
+        + math.log(y_all.shape[0])
+        - jnp.log(n_valid - 1.0)
+    )
+    return KLTerms(estimate, sum_log_nu / n_valid, sum_log_rho / n_valid)
+
+
+def knn_kl_divergence(
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    k: int = 1,
+    mask: jax.Array | None = None,
+    eps: float = 1e-6,
+    block_size: int | None = None,
+    axis_name: parallel.AxisName = None,
+) -> jax.Array:
+    """k-nearest-neighbour estimate of KL(P_x || P_y) (Wang, Kulkarni & Verdu 2009):
+
+        D = (d / n) sum_i log(nu_k(i) / rho_k(i)) + log(m / (n - 1))
+
+    rho_k(i): Euclidean distance from x_i to its k-th nearest neighbour among the other x's;
+    nu_k(i): to its k-th nearest among the y's. It is the Kozachenko-Leonenko entropy estimate
+    minus a kNN cross-entropy estimate, and consistent for continuous densities. Neighbours are
+    chosen without gradient and their distances recomputed exactly (jaxhash.knn); distances are
+    floored at ``eps`` inside the log, so duplicate rows and ``x == y`` give finite values and
+    gradients.
+
+    Args:
+      x: ``[n, d]`` samples of P (the outputs).
+      y: ``[m, d]`` samples of Q (the targets).
+      k: neighbour order, ``1 <= k <= n - 1`` and ``k <= m``.
+      mask: ``[n]`` bool; False rows of x are neither samples nor neighbours.
+      eps: floor on distances inside the log.
+      block_size: query rows scored at once (memory O(block_size (n + m))); None picks it
+        per backend (jaxhash.knn.default_block_size).
+      axis_name: mesh axis inside ``jax.shard_map``; x and y are this device's shards of the
+        global samples, gathered so the estimate is the global-batch one (its bias depends on n,
+        so a per-device estimate would change with the device count).
+
+    Returns:
+      Scalar estimate in nats (can be negative: the estimator is unbiased only asymptotically).
+    """
+    x = _float_array(x, "x", 2)
+    y = _float_array(y, "y", 2)
+    w = _mask_weights(mask, x.shape[0], x.dtype)
+    y_all = parallel.all_gather_batch(y, axis_name)
+    return _knn_kl_terms(
+        x, y_all, k=k, w=w, eps=eps, block_size=block_size, axis_name=axis_name
+    ).estimate
+
+
+def binary_kl_terms(
+    codes: jax.Array,
+    key: jax.Array,
+    *,
+    k: int = 1,
+    num_targets: int | None = None,
+    p_one: float = 0.5,
+    mask: jax.Array | None = None,
+    eps: float = 1e-6,
+    block_size: int | None = None,
+    axis_name: parallel.AxisName = None,
+) -> KLTerms:
+    """:func:`binary_kl_loss` with its two parts, for logging."""
+    codes = _float_array(codes, "codes", 2)
+    n_global = codes.shape[0] * parallel.axis_size(axis_name)
+    m = n_global if num_targets is None else num_targets
+    if not isinstance(m, int) or m < 1:
+        raise ValueError(f"num_targets must be a positive int or None; got {num_targets!r}.")
+    if not 0.0 < p_one < 1.0:
+        raise ValueError(f"p_one must lie in (0, 1); got {p_one!r}.")
+    # The same key on every device gives every device the same m global target samples.
+    bits = jax.random.bernoulli(key, p_one, (m, codes.shape[1]))
+    targets = jnp.where(bits, 1.0, -1.0).astype(codes.dtype)
+    w = _mask_weights(mask, codes.shape[0], codes.dtype)
+    return _knn_kl_terms(
+        codes, targets, k=k, w=w, eps=eps, block_size=block_size, axis_name=axis_name
+    )
+
+
+def binary_kl_loss(
+    codes: jax.Array,
+    key: jax.Array,
+    *,
+    k: int = 1,
+    num_targets: int | None = None,
+    p_one: float = 0.5,
+    mask: jax.Array | None = None,
+    eps: float = 1e-6,
+    block_size: int | None = None,
+    axis_name: parallel.AxisName = None,
+) -> jax.Array:
+    """Empirical KL from the outputs to a binary code distribution (METHOD.md section 3).
+
+    ``knn_kl_divergence(codes, y)`` with ``y`` ``[m, K]`` drawn fresh from ``key``: each bit +1
+    with probability ``p_one`` (default 1/2: uniform on {-1, +1}^K, the maximum-entropy code
+    distribution), m = ``num_targets`` (default: the global batch size). Minimising it pulls
+    each output to its nearest sampled corner (log nu) and spreads the outputs (-log rho).
+    Pass the same ``key`` on every device under ``axis_name``.
+    """
+    return binary_kl_terms(
+        codes,
+        key,
+        k=k,
+        num_targets=num_targets,
+        p_one=p_one,
+        mask=mask,
+        eps=eps,
+        block_size=block_size,
+        axis_name=axis_name,
+    ).estimate
+
+
+# ----------------------------------------------------------------------------- other terms
+
+
+def _masked_mean(values: jax.Array, w: jax.Array, axis_name) -> jax.Array:
+    """Mean of ``values`` [N] over valid rows of the global batch."""
+    total = parallel.global_sum(jnp.sum(w * values), axis_name)
+    return _safe_div(total, parallel.global_sum(jnp.sum(w), axis_name))
+
+
+def classification_loss(
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    mask: jax.Array | None = None,
+    label_smoothing: float = 0.0,
+    axis_name: parallel.AxisName = None,
+) -> jax.Array:
+    """Mean softmax cross-entropy ``-log softmax(logits)[label]`` over valid rows.
+
+    Args:
+      logits: ``[N, C]``.
+      labels: ``[N]`` int in [0, C).
+      label_smoothing: weight of the uniform distribution in the target (0: none).
+    """
+    logits = _float_array(logits, "logits", 2)
+    labels = _int_labels(labels, "labels", logits.shape[0])
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1); got {label_smoothing!r}.")
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
+    if label_smoothing:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
+    w = _mask_weights(mask, logits.shape[0], logits.dtype)
+    return _masked_mean(nll, w, axis_name)
+
+
+def quantization_loss(
+    codes: jax.Array, *, mask: jax.Array | None = None, axis_name: parallel.AxisName = None
+) -> jax.Array:
+    """Mean over valid rows and bits of ``(|z| - 1)^2``: the usual pull to +-1 (e.g. DPSH)."""
+    codes = _float_array(codes, "codes", 2)
+    w = _mask_weights(mask, codes.shape[0], codes.dtype)
+    return _masked_mean(jnp.mean((jnp.abs(codes) - 1.0) ** 2, axis=1), w, axis_name)
+
+
+def bit_balance_loss(
+    codes: jax.Array, *, mask: jax.Array | None = None, axis_name: parallel.AxisName = None
+) -> jax.Array:
+    """Mean over bits of the squared batch mean, ``mean_k (mean_i z_ik)^2``: 0 for balanced bits."""
+    codes = _float_array(codes, "codes", 2)
+    w = _mask_weights(mask, codes.shape[0], codes.dtype)
+    total = parallel.global_sum(jnp.sum(w[:, None] * codes, axis=0), axis_name)
+    bit_means = _safe_div(total, parallel.global_sum(jnp.sum(w), axis_name))
+    return jnp.mean(bit_means**2)
+
+
+# ----------------------------------------------------------------------------- the total
+
+
+class LossWeights(NamedTuple):
+    """Weights of the terms of :func:`hashing_loss`; a term of weight 0 is not computed.
+
+    Defaults 1, 1, 1 for CE, similarity and KL (METHOD.md section 1: the paper's weights are
+    not public) and 0 for the baselines' quantization and bit-balance regularisers.
+    """
+
+    ce: float = 1.0
+    sim: float = 1.0
+    kl: float = 1.0
+    quant: float = 0.0
+    balance: float = 0.0
+
+    @classmethod
+    def create(cls, weights: LossWeights | Mapping[str, float] | None) -> LossWeights:
+        """From a LossWeights, a mapping (e.g. a config dict) or None (the defaults)."""
+        if weights is None:
+            return cls()
+        if isinstance(weights, cls):
+            return weights
+        unknown = set(weights) - set(cls._fields)
+        if unknown:
+            raise ValueError(
+                f"unknown loss weight(s) {sorted(unknown)}; known: {list(cls._fields)}."
+            )
+        return cls(**weights)
+
+
+def hashing_loss(
+    codes: jax.Array,
+    key: jax.Array | None = None,
+    *,
+    logits: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    targets: Targets | None = None,
+    weights: LossWeights | Mapping[str, float] | None = None,
+    k: int = 1,
+    num_targets: int | None = None,
+    normalize: str = "mean",
+    power: float = 2.0,
+    label_smoothing: float = 0.0,
+    mask: jax.Array | None = None,
+    block_size: int | None = None,
+    axis_name: parallel.AxisName = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The paper's total: ``ce * CE + sim * L_sim + kl * L_KL + quant * Q + balance * B``.
+
+    Args:
+      codes: ``[N, K]`` network outputs.
+      key: PRNG key for the KL term's fresh target samples (needed when ``weights.kl != 0``).
+      logits, labels: ``[N, C]`` and ``[N]`` for the CE term.
+      targets: target distances for the similarity term (see :func:`similarity_loss`).
+      weights: :class:`LossWeights` or a mapping of its fields.
+      k, num_targets: of :func:`binary_kl_loss`. normalize, power: of :func:`similarity_loss`.
+
+    Returns:
+      ``(loss, metrics)``; metrics holds "loss", each computed term unweighted ("ce", "sim",
+      "kl", "quant", "balance") and, with the KL term, "kl_log_nu" and "kl_log_rho".
+    """
+    weights = LossWeights.create(weights)
+    common = dict(mask=mask, axis_name=axis_name)
+    metrics: dict[str, jax.Array] = {}
+
+    def needs(term: str, **inputs) -> bool:
+        weight = getattr(weights, term)
+        if isinstance(weight, int | float) and weight == 0:
+            return False
+        missing = [name for name, value in inputs.items() if value is None]
+        if missing:
+            raise ValueError(
+                f"the {term!r} term has weight {weight} but {', '.join(missing)} is None: pass "
+                f"it, or set weights.{term} = 0."
+            )
+        return True
+
+    if needs("ce", logits=logits, labels=labels):
+        metrics["ce"] = classification_loss(
+            logits, labels, label_smoothing=label_smoothing, **common
+        )
+    if needs("sim", targets=targets):
+        metrics["sim"] = similarity_loss(
+            codes, targets, normalize=normalize, power=power, block_size=block_size, **common
+        )
+    if needs("kl", key=key):
+        kl = binary_kl_terms(
+            codes, key, k=k, num_targets=num_targets, block_size=block_size, **common
+        )
+        metrics.update(kl=kl.estimate, kl_log_nu=kl.mean_log_nu, kl_log_rho=kl.mean_log_rho)
+    if needs("quant"):
+        metrics["quant"] = quantization_loss(codes, **common)
+    if needs("balance"):
+        metrics["balance"] = bit_balance_loss(codes, **common)
+    weighted = [
+        getattr(weights, term) * metrics[term] for term in LossWeights._fields if term in metrics
+    ]
+    if not weighted:
+        raise ValueError(f"every loss weight is 0 ({weights}): nothing to optimise.")
+    metrics["loss"] = sum(weighted[1:], weighted[0])
+    return metrics["loss"], metrics
