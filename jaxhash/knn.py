@@ -92,7 +92,7 @@ def _kth_smallest_flat(scores: jax.Array, k: int) -> jax.Array:
     return jnp.argmin(scores, axis=1).astype(jnp.int32)
 
 
-def _kth_smallest_index(scores: jax.Array, k: int) -> jax.Array:
+def _kth_smallest_index(scores: jax.Array, k: int, selection: str) -> jax.Array:
     """Column of the k-th smallest entry per row of ``scores`` [B, P], by tiles.
 
     The k smallest entries of a row lie in the k tiles with the smallest minima (a tile holding
@@ -100,7 +100,9 @@ def _kth_smallest_index(scores: jax.Array, k: int) -> jax.Array:
     have a smaller minimum), so only those k tiles are searched exactly.
     """
     rows, width = scores.shape
-    if k > _ITERATIVE_MAX_K or width <= 4 * _TILE:
+    if selection == "top_k":
+        return lax.top_k(-scores, k)[1][:, k - 1].astype(jnp.int32)
+    if selection == "flat" or k > _ITERATIVE_MAX_K or width <= 4 * _TILE:
         return _kth_smallest_flat(scores, k)
     num_tiles = -(-width // _TILE)
     scores = jnp.pad(scores, ((0, 0), (0, num_tiles * _TILE - width)), constant_values=jnp.inf)
@@ -129,6 +131,7 @@ def kth_neighbor_indices(
     points_mask: jax.Array | None = None,
     block_size: int | None = None,
     precision: lax.Precision | str | None = lax.Precision.HIGHEST,
+    selection: str = "tiled",
 ) -> jax.Array:
     """Index of the k-th nearest point (Euclidean) of each query; no gradient.
 
@@ -146,6 +149,9 @@ def kth_neighbor_indices(
       precision: of the scoring matrix product. HIGHEST by default: on GPUs and TPUs a lower
         precision (TF32, bf16) can pick a farther neighbour when the distances are small
         against the norms, as they are for codes near the hypercube corners.
+      selection: how the k-th smallest score of a row is found: "tiled" (default; minima of
+        64-column tiles, then an exact search of the k best tiles), "flat" (k masked argmin
+        passes) or "top_k" (``lax.top_k``). Same result; speed differs by backend.
 
     Returns:
       ``int32 [Q]``. For k = 1, ties go to the lowest index; for k > 1, to one of the tied.
@@ -153,6 +159,8 @@ def kth_neighbor_indices(
     queries, points, points_mask, block_size = _check_args(
         queries, points, k, exclude_self, points_mask, block_size
     )
+    if selection not in ("tiled", "flat", "top_k"):
+        raise ValueError(f"selection must be 'tiled', 'flat' or 'top_k'; got {selection!r}.")
     dtype = jnp.promote_types(queries.dtype, points.dtype)
     queries = lax.stop_gradient(queries.astype(dtype))
     points = lax.stop_gradient(points.astype(dtype))
@@ -170,7 +178,7 @@ def kth_neighbor_indices(
             rows = query_offset + first_row + lax.broadcasted_iota(jnp.int32, scores.shape, 0)
             columns = lax.broadcasted_iota(jnp.int32, scores.shape, 1)
             scores = jnp.where(columns == rows, jnp.inf, scores)
-        return _kth_smallest_index(scores, k)
+        return _kth_smallest_index(scores, k, selection)
 
     if num_blocks == 1:
         return score_block(queries, 0)
@@ -192,6 +200,7 @@ def kth_neighbor_sq_distances(
     points_mask: jax.Array | None = None,
     block_size: int | None = None,
     precision: lax.Precision | str | None = lax.Precision.HIGHEST,
+    selection: str = "tiled",
 ) -> jax.Array:
     """Exact squared distance ``||q_i - p_j||^2`` from each query to its k-th nearest point.
 
@@ -210,6 +219,7 @@ def kth_neighbor_sq_distances(
         points_mask=points_mask,
         block_size=block_size,
         precision=precision,
+        selection=selection,
     )
     diff = queries - points[indices]
     return jnp.sum(diff * diff, axis=1)
