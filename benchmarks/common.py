@@ -47,11 +47,15 @@ def emit(
     impl: str,
     shape: dict,
     median_ms: float,
-    reference: str,
-    reference_ms: float,
+    reference: str | None,
+    reference_ms: float | None,
     **extra,
 ) -> dict:
-    """Print (and return) one result line: speedup = reference time / this time."""
+    """Print (and return) one result line: speedup = reference time / this time.
+
+    ``reference`` and ``reference_ms`` are None when no reference could run in this process
+    (e.g. an optional library is absent); speedup is then null, never a made-up number.
+    """
     row = {
         "benchmark": benchmark,
         "impl": impl,
@@ -60,7 +64,7 @@ def emit(
         "shape": shape,
         "median_ms": round(median_ms, 4),
         "reference": reference,
-        "speedup": round(reference_ms / median_ms, 3),
+        "speedup": None if reference_ms is None else round(reference_ms / median_ms, 3),
         **extra,
     }
     print(json.dumps(row), flush=True)

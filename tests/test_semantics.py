@@ -1,0 +1,288 @@
+"""Class hierarchies and their similarity matrices (jaxhash.semantics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxhash.semantics import (
+    ClassHierarchy,
+    HierarchyError,
+    known,
+    read_parent_child,
+    resolve_synsets,
+)
+
+# ----------------------------------------------------------------------------- oracle
+
+
+def _random_tree(rng, num_inner: int, num_leaves: int):
+    """Random rooted tree: inner nodes i1.. attach to earlier inner nodes, leaves to any."""
+    parent = {}
+    inner = ["r"]
+    for i in range(num_inner):
+        name = f"i{i}"
+        parent[name] = inner[rng.integers(len(inner))]
+        inner.append(name)
+    leaves = [f"c{j}" for j in range(num_leaves)]
+    for leaf in leaves:
+        parent[leaf] = inner[rng.integers(len(inner))]
+    order = list(rng.permutation(leaves))
+    return parent, order
+
+
+def _oracle(parent: dict[str, str], classes: list[str], kind: str) -> np.ndarray:
+    """Similarity by plain recursion on the pruned tree (independent of the library)."""
+
+    def up(node):
+        path = [node]
+        while path[-1] in parent:
+            path.append(parent[path[-1]])
+        return path
+
+    kept = {n for c in classes for n in up(c)}
+    children = {n: [c for c, p in parent.items() if p == n and c in kept] for n in kept}
+
+    def height(n):
+        return 0 if not children[n] else 1 + max(height(c) for c in children[n])
+
+    def depth(n):
+        return len(up(n)) - 1
+
+    root = up(classes[0])[-1]
+    out = np.zeros((len(classes), len(classes)))
+    for i, a in enumerate(classes):
+        for j, b in enumerate(classes):
+            above_a = up(a)
+            lcs = next(n for n in up(b) if n in above_a)
+            if kind == "lcs_height":
+                out[i, j] = 1 - height(lcs) / height(root)
+            elif kind == "wup":
+                out[i, j] = 2 * depth(lcs) / (depth(a) + depth(b))
+            else:
+                out[i, j] = 1 / (1 + depth(a) + depth(b) - 2 * depth(lcs))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["lcs_height", "wup", "path"])
+def test_random_trees_match_oracle(seed, kind):
+    """Similarity matrices of random trees equal the recursive oracle's, in class order."""
+    rng = np.random.default_rng(seed)
+    parent, classes = _random_tree(rng, num_inner=int(rng.integers(1, 12)), num_leaves=9)
+    edges = [(p, c) for c, p in parent.items()]
+    tree = ClassHierarchy.from_parent_child(edges, classes)
+    np.testing.assert_allclose(tree.similarity(kind), _oracle(parent, classes, kind), atol=1e-12)
+    np.testing.assert_array_equal(np.diag(tree.similarity(kind)), 1.0)
+    np.testing.assert_allclose(tree.distance(kind), 1.0 - tree.similarity(kind))
+
+
+def test_queries_on_a_known_tree(tmp_path):
+    """depth, height, lcs and pruning on a small hand-made tree, also read from a file."""
+    text = "# a comment\nroot animal\nroot plant\nanimal cat\nanimal dog\ncat tiger\nplant rose\n"
+    path = tmp_path / "tree.txt"
+    path.write_text(text)
+    tree = ClassHierarchy.from_parent_child(path, ["tiger", "dog"])
+    assert tree.root == "root"
+    assert "plant" not in tree.nodes and "rose" not in tree.nodes  # no class below: pruned
+    assert tree.depth("root") == 0 and tree.depth("tiger") == 3
+    assert tree.height("root") == 3 and tree.height("animal") == 2 and tree.height("dog") == 0
+    assert tree.lcs("tiger", "dog") == "animal" and tree.lcs("tiger", "tiger") == "tiger"
+    assert tree.ancestors("tiger") == ("tiger", "cat", "animal", "root")
+    np.testing.assert_allclose(tree.similarity("lcs_height"), [[1, 1 / 3], [1 / 3, 1]])
+    written = tmp_path / "out.txt"
+    tree.write_parent_child(written)
+    again = ClassHierarchy.from_parent_child(read_parent_child(written), ["tiger", "dog"])
+    np.testing.assert_array_equal(again.similarity("wup"), tree.similarity("wup"))
+
+
+def test_two_level():
+    """from_two_level: root -> coarse -> fine, CIFAR-100's official superclasses."""
+    tree = known.cifar100("two_level")
+    assert tree.classes == known.CIFAR100_CLASSES and tree.height(tree.root) == 2
+    sim = tree.similarity("lcs_height")
+    coarse = np.array(known.CIFAR100_COARSE_OF_FINE)
+    same = coarse[:, None] == coarse[None, :]
+    off = ~np.eye(100, dtype=bool)
+    np.testing.assert_array_equal(sim[same & off], 0.5)
+    np.testing.assert_array_equal(sim[~same], 0.0)
+    assert tree.parent("tiger") == "large_carnivores"
+    by_name = ClassHierarchy.from_two_level({"a": "X", "b": "X", "c": "Y"}, ["a", "b", "c"])
+    assert by_name.lcs("a", "b") == "X" and by_name.lcs("a", "c") == "root"
+
+
+@pytest.mark.parametrize(
+    ("edges", "classes", "message"),
+    [
+        ([("r", "a"), ("s", "a")], ["a"], "two parents"),
+        ([("a", "b"), ("b", "c"), ("c", "a")], ["c"], "cycle"),
+        ([("r", "a"), ("s", "b")], ["a", "b"], "exactly one root"),
+        ([("r", "a")], ["a", "zebra"], "zebra"),
+        ([("r", "a"), ("a", "b")], ["a", "b"], "inner node"),
+        ([("r", "a")], ["a", "a"], "unique"),
+        ([("r", "r")], ["r"], "its own parent"),
+    ],
+)
+def test_not_a_tree_errors(edges, classes, message):
+    """Each malformed hierarchy raises HierarchyError naming the node at fault."""
+    with pytest.raises(HierarchyError, match=message):
+        ClassHierarchy.from_parent_child(edges, classes)
+
+
+def test_bad_file_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("root a\nroot b c\n")
+    with pytest.raises(HierarchyError, match=r"bad\.txt:2"):
+        read_parent_child(path)
+
+
+def test_unknown_node_and_kind():
+    tree = ClassHierarchy.from_parent_child([("r", "a"), ("r", "b")], ["a", "b"])
+    with pytest.raises(HierarchyError, match="unknown node 'zz'"):
+        tree.depth("zz")
+    with pytest.raises(HierarchyError, match="kind must be one of"):
+        tree.similarity("cosine")
+
+
+# ----------------------------------------------------------------------------- WordNet
+
+
+def test_wordnet_known_pairs(wordnet):
+    """tiger and leopard share big_cat.n.01; tiger is nearer leopard than apple in every kind."""
+    tree = ClassHierarchy.from_wordnet(
+        ["tiger.n.02", "leopard.n.02", "apple.n.01"],
+        ["tiger", "leopard", "apple"],
+        wordnet=wordnet,
+    )
+    assert tree.lcs("tiger", "leopard") == "big_cat.n.01"
+    assert tree.root == "entity.n.01"
+    assert tree.synsets == {"tiger": "tiger.n.02", "leopard": "leopard.n.02", "apple": "apple.n.01"}
+    for kind in ("lcs_height", "wup", "path"):
+        sim = tree.similarity(kind)
+        assert sim[0, 1] > sim[0, 2], kind
+
+
+def test_wordnet_ids_resolve_like_names(wordnet):
+    """ImageNet ids resolve through the synset offset (n02084071 = dog.n.01)."""
+    by_id = ClassHierarchy.from_wordnet(["n02084071", "n02121808"], wordnet=wordnet)
+    assert by_id.classes == ("dog.n.01", "domestic_cat.n.01")
+    by_name = ClassHierarchy.from_wordnet(["dog.n.01", "domestic_cat.n.01"], wordnet=wordnet)
+    np.testing.assert_array_equal(by_id.similarity(), by_name.similarity())
+
+
+def test_wordnet_tree_rules(wordnet):
+    """A synset with two hypernyms keeps one parent per rule; every rule gives a tree."""
+    person = wordnet.synset("person.n.01")  # hypernyms: causal_agent.n.01 and organism.n.01
+    assert len(person.hypernyms()) == 2
+    parents = set()
+    for rule in ("longest", "shortest", "first"):
+        tree = ClassHierarchy.from_wordnet(
+            ["person.n.01", "dog.n.01"], ["person", "dog"], tree_rule=rule, wordnet=wordnet
+        )
+        parents.add(tree.parent("person"))
+        assert tree.parent("person") in {h.name() for h in person.hypernyms()}
+    longest = ClassHierarchy.from_wordnet(["person.n.01"], ["person"], wordnet=wordnet)
+    assert longest.depth("person") == person.max_depth()
+    with pytest.raises(HierarchyError, match="tree_rule"):
+        ClassHierarchy.from_wordnet(["dog.n.01"], tree_rule="random", wordnet=wordnet)
+
+
+def test_wordnet_class_that_subsumes_another(wordnet):
+    """A class whose synset is an ancestor of another class stays a leaf below its synset."""
+    tree = ClassHierarchy.from_wordnet(["dog.n.01", "canine.n.02"], wordnet=wordnet)
+    assert tree.parent("canine.n.02") == "canine.n.02*"
+    assert tree.lcs("dog.n.01", "canine.n.02") == "canine.n.02*"
+    named = ClassHierarchy.from_wordnet(
+        ["dog.n.01", "canine.n.02"], ["dog", "canine"], wordnet=wordnet
+    )
+    assert named.parent("canine") == "canine.n.02" and named.height("canine") == 0
+
+
+def test_unknown_synsets_are_listed(wordnet):
+    with pytest.raises(HierarchyError, match=r"2 item\(s\).*'tigerr.n.01'.*'n99999999'"):
+        resolve_synsets(["tiger.n.02", "tigerr.n.01", "n99999999"], wordnet=wordnet)
+    with pytest.raises(HierarchyError, match="not a noun"):
+        resolve_synsets(["run.v.01"], wordnet=wordnet)
+
+
+def test_missing_wordnet_says_how_to_install(tmp_path):
+    """Without WordNet on the nltk path the error gives the install commands (fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import nltk; nltk.data.path[:] = [{str(tmp_path)!r}]\n"
+        "from jaxhash.semantics import load_wordnet\n"
+        "try:\n    load_wordnet()\nexcept ValueError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "python -m nltk.downloader wordnet" in out.stdout, out.stdout + out.stderr
+    assert "NLTK_DATA" in out.stdout and str(tmp_path) in out.stdout
+
+
+def test_tiny_imagenet_wnids(wordnet):
+    """A hierarchy for Tiny ImageNet's 200 wnids (../shared/data): all resolve, one root."""
+    import tarfile
+
+    from tests.conftest import shared_data
+
+    archive = shared_data("tiny_imagenet_val20", "tiny_imagenet_val20.tar.gz")
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("tiny_imagenet_val20/wnids.txt")
+        wnids = member.read().decode().split()
+    assert len(wnids) == 200
+    tree = ClassHierarchy.from_wordnet(wnids, classes=wnids, wordnet=wordnet)
+    assert tree.classes == tuple(wnids) and tree.root == "entity.n.01"
+    sim = tree.similarity()
+    assert sim.shape == (200, 200) and np.allclose(sim, sim.T)
+    cat, kart = wnids.index("n02124075"), wnids.index("n03444034")  # Egyptian cat, go-kart
+    assert tree.synsets[wnids[cat]] == "egyptian_cat.n.01"
+    assert sim[cat, kart] < sim[cat].max(initial=0, where=~np.eye(200, dtype=bool)[cat])
+
+
+# ----------------------------------------------------------------------------- shipped data
+
+
+def test_cifar100_synsets_resolve_to_nouns(wordnet):
+    """All 100 hand-chosen CIFAR-100 synsets exist, are nouns, distinct, in label order."""
+    synsets = known.cifar100_synsets()
+    assert tuple(synsets) == known.CIFAR100_CLASSES
+    resolved = resolve_synsets(list(synsets.values()), wordnet=wordnet)
+    assert len({s.name() for s in resolved}) == 100
+    assert synsets["tiger"] == "tiger.n.02" and synsets["seal"] == "seal.n.09"
+    assert synsets["ray"] == "ray.n.07" and synsets["plain"] == "plain.n.01"
+    assert known.CIFAR100_CLASSES[0] == "apple" and known.CIFAR100_CLASSES[99] == "worm"
+
+
+def test_cifar100_shipped_data_equals_a_rebuild_from_wordnet(wordnet):
+    """The shipped tree and similarity matrices are exactly what WordNet gives today."""
+    rebuilt = known.build_cifar100_wordnet(wordnet)
+    shipped = known.cifar100()
+    assert shipped.classes == known.CIFAR100_CLASSES
+    assert sorted(rebuilt.edges()) == sorted(shipped.edges())
+    for kind in ("lcs_height", "wup", "path"):
+        np.testing.assert_array_equal(known.cifar100_similarity(kind), rebuilt.similarity(kind))
+        np.testing.assert_array_equal(known.cifar100_similarity(kind), shipped.similarity(kind))
+
+
+def test_cifar100_hierarchy_without_wordnet():
+    """cifar100() needs no WordNet: big cats meet at big_cat.n.01, diagonal 1, symmetric."""
+    tree = known.cifar100()
+    assert tree.lcs("tiger", "leopard") == "big_cat.n.01"
+    assert tree.synsets["tiger"] == "tiger.n.02"
+    sim = known.cifar100_similarity()
+    c = known.CIFAR100_CLASSES.index
+    assert sim[c("tiger"), c("leopard")] > sim[c("tiger"), c("apple")]
+    assert sim[c("whale"), c("dolphin")] > sim[c("whale"), c("shark")]
+    np.testing.assert_array_equal(np.diag(sim), 1.0)
+    np.testing.assert_array_equal(sim, sim.T)
+    with pytest.raises(HierarchyError, match="kind must be"):
+        known.cifar100("three_level")
+
+
+def test_imagenet100(wordnet):
+    """HashNet's ImageNet-100: 100 distinct wnids that resolve, in ascending (label) order."""
+    wnids = known.imagenet100_wnids()
+    assert len(set(wnids)) == 100 and wnids == sorted(wnids)
+    tree = known.imagenet100(wordnet=wordnet)
+    assert tree.classes == tuple(wnids) and tree.similarity().shape == (100, 100)
