@@ -15,6 +15,7 @@ the numerics of kNN estimators (DINOv2's KoLeo loss; Wang, Kulkarni & Verdu 2009
 from __future__ import annotations
 
 import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,11 @@ def _check_args(queries, points, k, exclude_self, points_mask, block_size):
             f"{points.shape[1]}."
         )
     candidates = points.shape[0] - int(exclude_self)
-    if not isinstance(k, int) or not 1 <= k <= candidates:
+    try:
+        k_int = operator.index(k)
+    except TypeError:
+        k_int = 0
+    if not 1 <= k_int <= candidates:
         raise ValueError(
             f"k must be an int with 1 <= k <= {candidates} (the number of candidate points"
             f"{', self excluded' if exclude_self else ''}); got k={k!r}."
@@ -78,7 +83,7 @@ def _check_args(queries, points, k, exclude_self, points_mask, block_size):
         block_size = default_block_size(points.shape[0])
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int or None; got {block_size!r}.")
-    return queries, points, points_mask, block_size
+    return queries, points, k_int, points_mask, block_size
 
 
 def _kth_smallest_flat(scores: jax.Array, k: int) -> jax.Array:
@@ -156,7 +161,7 @@ def kth_neighbor_indices(
     Returns:
       ``int32 [Q]``. For k = 1, ties go to the lowest index; for k > 1, to one of the tied.
     """
-    queries, points, points_mask, block_size = _check_args(
+    queries, points, k, points_mask, block_size = _check_args(
         queries, points, k, exclude_self, points_mask, block_size
     )
     if selection not in ("tiled", "flat", "top_k"):
@@ -209,7 +214,7 @@ def kth_neighbor_sq_distances(
     differentiable w.r.t. both queries and points (gradient ``2 (q_i - p_j)``, zero for
     duplicates). Returns ``[Q]`` in float32 (float64 for float64 inputs).
     """
-    queries, points, *_ = _check_args(queries, points, k, exclude_self, points_mask, block_size)
+    queries, points, k, *_ = _check_args(queries, points, k, exclude_self, points_mask, block_size)
     indices = kth_neighbor_indices(
         queries,
         points,

@@ -21,6 +21,7 @@ not public; every choice is an argument with a documented default.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -34,7 +35,7 @@ from jaxhash.knn import default_block_size, kth_neighbor_sq_distances
 _HIGHEST = lax.Precision.HIGHEST
 # Floor of a squared norm before normalising a row: an all-zero code gets the unit row 0
 # (cosine 0 with everything) instead of 0/0.
-_NORM_EPS = 1e-12
+_NORM_EPS = 1e-24  # as torch.nn.functional.normalize: norms floored at 1e-12
 
 
 # ----------------------------------------------------------------------------- validation
@@ -74,6 +75,14 @@ def _mask_weights(mask, n: int, dtype) -> jax.Array:
     if mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a bool array; got dtype {mask.dtype}.")
     return mask.astype(dtype)
+
+
+def _as_int(value, name: str) -> int:
+    """A Python int from any integral value (int, numpy integer); else a ValueError."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer; got {value!r}.") from None
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -298,13 +307,15 @@ def similarity_loss(
         gradient flows into targets. Under ``axis_name`` a dense matrix is this device's rows
         ``[n_local, N_global]``.
       normalize: "mean", "row" or "none".
-      power: p >= 1; 2 (default, a squared error) or 1 (robust).
+      power: p > 0; 2 (default, a squared error) or 1 (robust). For p < 1 the gradient of a
+        pair whose error is exactly 0 is undefined (infinite slope).
       mask: ``[N]`` bool; False rows (padding) take part in no pair.
       detach_scale: stop the gradient through mean(d) (the value is unchanged).
       method: "gram" computes the p = 2 loss in closed form from K x K moments, never forming
-        [N, N] distances (O(N K^2) for structured targets); "blocked" forms distances
-        ``block_size`` rows at a time (any p; memory O(block_size N); None picks it per
-        backend); "auto" picks "gram" for p = 2.
+        [N, N] distances (O(N K^2) for structured targets; the expansion leaves an absolute
+        rounding error near 1e-8 in float32, which matters only for losses below about
+        1e-5); "blocked" forms distances ``block_size`` rows at a time (any p; memory
+        O(block_size N); None picks it per backend); "auto" picks "gram" for p = 2.
       axis_name: mesh axis of the batch inside ``jax.shard_map`` (global-batch loss).
 
     Returns:
@@ -314,8 +325,8 @@ def similarity_loss(
     n = codes.shape[0]
     if normalize not in ("mean", "row", "none"):
         raise ValueError(f"normalize must be 'mean', 'row' or 'none'; got {normalize!r}.")
-    if not isinstance(power, int | float) or not power >= 1:
-        raise ValueError(f"power must be a number >= 1; got {power!r}.")
+    if not isinstance(power, int | float) or not power > 0:
+        raise ValueError(f"power must be a number > 0; got {power!r}.")
     if method == "auto":
         method = "gram" if power == 2 else "blocked"
     if method not in ("gram", "blocked"):
@@ -373,7 +384,11 @@ def _blocked_sum(unit, w, targets, scale_d, scale_t, power, block_size, axis_nam
         pair = (w[rows] * valid)[:, None] * w_all[None, :]
         pair = jnp.where(columns[None, :] == (offset + rows)[:, None], 0.0, pair)
         err = jnp.abs(scale_d[rows][:, None] * d - scale_t[rows][:, None] * t)
-        return jnp.sum(pair * (err * err if power == 2 else err**power))
+        if power == 2:
+            return jnp.sum(pair * err * err)
+        # Excluded pairs (i == j: err 0) must not reach the power: its slope is infinite at 0
+        # for p < 1, and 0 * inf would poison the gradient.
+        return jnp.sum(pair * jnp.where(pair > 0, err, 1.0) ** power)
 
     all_rows = jnp.arange(num_blocks * block).reshape(num_blocks, block)
     if num_blocks == 1:
@@ -398,7 +413,8 @@ def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
     n_global = n_local * parallel.axis_size(axis_name)
     if y_all.shape[1] != dim:
         raise ValueError(f"x and y must have the same width; got {dim} and {y_all.shape[1]}.")
-    if not isinstance(k, int) or not 1 <= k < n_global:
+    k = _as_int(k, "k")
+    if not 1 <= k < n_global:
         raise ValueError(
             f"k must be an int with 1 <= k < n = {n_global} (rho needs k other rows); got {k!r}."
         )
