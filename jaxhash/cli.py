@@ -1,22 +1,137 @@
-"""The ``jaxhash`` command: thin argument parsing over the library."""
+"""The ``jaxhash`` command (also ``python -m jaxhash``): thin flag parsing over the library.
+
+jaxhash demo [--workdir DIR]                     train + evaluate the demo config
+jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key=value ...]
+jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
+jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
+jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _trained(workdir: str):
+    """Config, data info, model, mesh and the restored state of a run folder."""
+    import ml_collections
+
+    from jaxhash import data, train
+    from jaxhash.config import validate_config
+
+    config_path = Path(workdir) / "config.json"
+    if not config_path.exists():
+        raise SystemExit(f"{workdir} has no config.json: train into it first (jaxhash train).")
+    config = validate_config(ml_collections.ConfigDict(json.loads(config_path.read_text())))
+    info = data.get_dataset_info(config)
+    mesh = train.make_mesh()
+    model = train.build_model(config, len(info.class_names))
+    optimizer = train.make_optimizer(config.optim, 1)
+    state = train.create_state(config, model, optimizer, info.image_shape, mesh)
+    restored = train.restore_latest(train.checkpoint_manager(workdir, config), state)
+    if restored is None:
+        raise SystemExit(f"{workdir} has no checkpoint: train into it first (jaxhash train).")
+    return config, info, model, mesh, restored
+
+
+def _summary(report: dict | None, workdir: str) -> None:
+    if report is None:
+        return
+    print(
+        json.dumps(
+            {
+                "metrics": report["metrics"],
+                "random_codes": report.get("baselines", {}).get("random_codes"),
+            },
+            indent=1,
+        )
+    )
+    print(f"report: {Path(workdir) / 'report.json'}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jaxhash", description="Semantic hashing in JAX.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit codes to a class tree with the paper's losses")
-    demo.add_argument("--bits", type=int, default=16)
-    demo.add_argument("--steps", type=int, default=300)
+    demo = commands.add_parser("demo", help="train + evaluate the demo (no download)")
+    demo.add_argument("--workdir", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="the seconds-long version")
+    train_p = commands.add_parser("train", help="train (resumes) and evaluate")
+    train_p.add_argument("--config", required=True, help="configs/X.py or configs/X.py:arg")
+    train_p.add_argument("--workdir", required=True)
+    train_p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. model.bits=32",
+    )
+    evaluate_p = commands.add_parser("evaluate", help="evaluate a run's last checkpoint")
+    evaluate_p.add_argument("--workdir", required=True)
+    encode_p = commands.add_parser("encode", help="packed codes of a split to .npy")
+    encode_p.add_argument("--workdir", required=True)
+    encode_p.add_argument("--split", default="")
+    encode_p.add_argument("--out", required=True)
+    search_p = commands.add_parser("search", help="Hamming top-k of packed codes")
+    search_p.add_argument("--queries", required=True, help=".npy of packed uint8 codes")
+    search_p.add_argument("--database", required=True, help=".npy of packed uint8 codes")
+    search_p.add_argument("--k", type=int, default=10)
+    search_p.add_argument("--exclude-self", action="store_true")
+    search_p.add_argument("--out", required=True, help=".npz with distances and indices")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from jaxhash import loss_demo
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-        loss_demo.run(bits=args.bits, steps=args.steps)
+    if args.command in ("demo", "train"):
+        from jaxhash import config as config_lib
+        from jaxhash import train
+
+        if args.command == "demo":
+            config = config_lib.demo_config("quick" if args.quick else "")
+        else:
+            config = config_lib.load_config_file(args.config)
+            config_lib.apply_overrides(config, args.set)
+        _, report = train.run(config, args.workdir)
+        _summary(report, args.workdir)
+    elif args.command == "evaluate":
+        from jaxhash import train
+
+        config, info, model, mesh, state = _trained(args.workdir)
+        _summary(train.evaluate_state(config, info, model, state, mesh, args.workdir), args.workdir)
+    elif args.command == "encode":
+        import numpy as np
+
+        from jaxhash import retrieval, train
+
+        config, info, model, mesh, state = _trained(args.workdir)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        codes, _, ids = train.encode_split(
+            config, model, variables, mesh, args.split or info.eval_split
+        )
+        packed = np.asarray(retrieval.pack_codes(codes))
+        np.save(args.out, packed)
+        ids_path = str(Path(args.out).with_suffix("")) + "_ids.npy"
+        np.save(ids_path, ids)
+        print(
+            f"wrote {args.out}: {packed.shape[0]} codes of {codes.shape[1]} bits (packed); "
+            f"their example ids in {ids_path}"
+        )
+    elif args.command == "search":
+        import numpy as np
+
+        from jaxhash import retrieval
+
+        distances, indices = retrieval.hamming_topk(
+            np.load(args.queries),
+            np.load(args.database),
+            args.k,
+            exclude_self=args.exclude_self,
+        )
+        np.savez(args.out, distances=np.asarray(distances), indices=np.asarray(indices))
+        print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

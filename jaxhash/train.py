@@ -1,0 +1,554 @@
+"""Training: the train state, the sharded train step, checkpoints, and the loop.
+
+Importable and free of flag parsing (``jaxhash.cli`` is the command line):
+
+    from jaxhash import train
+    state, report = train.run(config, workdir)      # config: an ml_collections ConfigDict
+
+One mesh over all devices with a "data" axis: batches are sharded over it, parameters and
+optimiser state replicated, the step jitted with the state donated. The loss is
+``jaxhash.losses.hashing_loss`` inside ``jax.shard_map`` over the data axis, so the similarity
+and kNN-KL terms see the global batch (``config.loss.knn="per_device"`` estimates the KL per
+device instead). Checkpoints are orbax, every ``config.train.checkpoint_every`` steps and at
+the end; rerunning the same command resumes from the last one and yields the same batches,
+keys and parameters as an uninterrupted run. A step whose loss is not finite is not applied:
+the run stops naming the step and the term, and the last checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxhash import losses, models
+from jaxhash.config import validate_config
+
+log = logging.getLogger(__name__)
+DATA_AXIS = "data"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a NaN or infinite loss term."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+    def as_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "params": self.params,
+            "batch_stats": self.batch_stats,
+            "opt_state": self.opt_state,
+        }
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A one-axis ("data") mesh over ``devices`` (default: all)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+# ----------------------------------------------------------------------------- optimiser
+
+
+def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
+    """Linear warm-up to ``optim.learning_rate``, then cosine decay to 0 at ``total_steps``."""
+    warmup = min(int(optim.warmup_steps), max(total_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=float(optim.learning_rate),
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=0.0,
+    )
+
+
+def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
+    """SGD with momentum or AdamW, warm-up + cosine, optionally a lower backbone rate."""
+    schedule = learning_rate_schedule(optim, total_steps)
+
+    def base(scale: float) -> optax.GradientTransformation:
+        lr = (lambda step: scale * schedule(step)) if scale != 1.0 else schedule
+        if optim.name == "sgd":
+            return optax.chain(
+                optax.add_decayed_weights(float(optim.weight_decay)),
+                optax.sgd(lr, momentum=float(optim.momentum), nesterov=bool(optim.nesterov)),
+            )
+        return optax.adamw(lr, weight_decay=float(optim.weight_decay))
+
+    chain = [optax.clip_by_global_norm(float(optim.grad_clip))] if optim.grad_clip else []
+    if float(optim.backbone_lr_scale) == 1.0:
+        return optax.chain(*chain, base(1.0))
+
+    def labels(params):
+        return {name: ("backbone" if name == "backbone" else "heads") for name in params}
+
+    return optax.chain(
+        *chain,
+        optax.multi_transform(
+            {"backbone": base(float(optim.backbone_lr_scale)), "heads": base(1.0)}, labels
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def _loss_weights(config) -> losses.LossWeights:
+    w = config.loss
+    return losses.LossWeights(
+        ce=w.w_ce, sim=w.w_sim, kl=w.w_kl, quant=w.w_quant, balance=w.w_balance
+    )
+
+
+def make_loss_fn(config, mesh: Mesh, class_distances: np.ndarray | None):
+    """``fn(codes, logits, batch, key) -> (loss, metrics)`` over the global batch.
+
+    Runs ``hashing_loss`` under ``jax.shard_map`` over the data axis. Targets: caption
+    embeddings when the batch has them, else the class-distance table of the hierarchy.
+    """
+    weights = _loss_weights(config)
+    per_device_kl = config.loss.knn == "per_device"
+    hashing_weights = weights._replace(kl=0.0) if per_device_kl else weights
+    table = None if class_distances is None else jnp.asarray(class_distances, jnp.float32)
+    options = dict(
+        k=int(config.loss.k),
+        normalize=config.loss.normalize,
+        power=float(config.loss.power),
+        label_smoothing=float(config.loss.label_smoothing),
+    )
+
+    def local(codes, logits, labels, mask, embeddings, key):
+        if embeddings is not None:
+            targets = losses.EmbeddingTargets(embeddings)
+        elif table is not None:
+            targets = losses.ClassTargets(labels, table)
+        else:
+            targets = None
+        loss, metrics = losses.hashing_loss(
+            codes,
+            key,
+            logits=logits,
+            labels=labels,
+            targets=targets,
+            weights=hashing_weights,
+            mask=mask,
+            axis_name=DATA_AXIS,
+            **options,
+        )
+        if per_device_kl and weights.kl:
+            device_key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
+            kl = losses.binary_kl_terms(codes, device_key, k=options["k"], mask=mask)
+            kl = jax.tree_util.tree_map(lambda x: jax.lax.pmean(x, DATA_AXIS), kl)
+            metrics.update(kl=kl.estimate, kl_log_nu=kl.mean_log_nu, kl_log_rho=kl.mean_log_rho)
+            loss = loss + weights.kl * kl.estimate
+            metrics["loss"] = loss
+        return loss, metrics
+
+    def loss_fn(codes, logits, batch, key):
+        labels = batch["label"]
+        mask = batch.get("mask")
+        if mask is None:
+            mask = jnp.ones(labels.shape, bool)
+        embeddings = batch.get("caption_embedding")
+        row = P(DATA_AXIS)
+        mapped = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(
+                row,
+                None if logits is None else row,
+                row,
+                row,
+                None if embeddings is None else row,
+                P(),
+            ),
+            out_specs=(P(), P()),
+        )
+        return mapped(codes, logits, labels, mask, embeddings, key)
+
+    return loss_fn
+
+
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def make_train_step(model, optimizer, loss_fn, mesh: Mesh):
+    """Jitted ``step(state, batch, key) -> (state, metrics)`` with the state donated.
+
+    A step whose loss or any term is not finite leaves the state unchanged; its metrics carry
+    ``finite = False`` so that the loop can stop and say which term.
+    """
+    replicated = NamedSharding(mesh, P())
+
+    def step(state: TrainState, batch, key):
+        def objective(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            out, updated = model.apply(
+                variables, batch["image"], train=True, mutable=["batch_stats"]
+            )
+            loss, metrics = loss_fn(out["codes"], out.get("logits"), batch, key)
+            return loss, (metrics, updated["batch_stats"])
+
+        (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+        grad_norm = _global_norm(grads)
+        finite &= jnp.isfinite(grad_norm)
+        new = TrainState(
+            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+        )
+        new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, state)
+        return new, {**metrics, "finite": finite, "grad_norm": grad_norm}
+
+    return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def create_state(config, model, optimizer, image_shape, mesh: Mesh) -> TrainState:
+    """Initial, replicated train state (pretrained backbone loaded if configured)."""
+    key = jax.random.key(int(config.seed))
+    variables = dict(models.init_variables(model, key, image_shape))
+    if config.model.pretrained:
+        variables = models.load_backbone(variables, config.model.pretrained)
+    params = variables["params"]
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=optimizer.init(params),
+    )
+    return jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def checkpoint_manager(workdir: str | os.PathLike, config):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=int(config.train.keep_checkpoints), create=True
+    )
+    return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
+
+
+def restore_latest(manager, state: TrainState) -> TrainState | None:
+    """The newest checkpoint restored onto ``state``'s structure and shardings, or None."""
+    import orbax.checkpoint as ocp
+
+    step = manager.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state.as_dict()
+    )
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return TrainState(**restored)
+
+
+def save(manager, state: TrainState) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(int(state.step), args=ocp.args.StandardSave(state.as_dict()), force=True)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def build_model(config, num_classes: int) -> models.HashingModel:
+    """The model of ``config.model`` with a classifier over ``num_classes``."""
+    return models.create_model(
+        config.model.name,
+        int(config.model.bits),
+        num_classes,
+        stem=config.model.stem,
+        width=config.model.width or None,
+        hash_activation=config.model.hash_activation,
+        classifier_input=config.model.classifier_input,
+        dtype=jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32,
+    )
+
+
+def _total_steps(config, info) -> int:
+    if config.train.steps:
+        return int(config.train.steps)
+    if not info.num_train:
+        raise ValueError(
+            "config.train.steps is 0 and the number of training examples is unknown: set "
+            "config.train.steps."
+        )
+    return max(1, math.ceil(config.train.epochs * info.num_train / config.batch_size))
+
+
+class MetricWriter:
+    """JSON lines in ``workdir/metrics.jsonl`` (and TensorBoard summaries when available)."""
+
+    def __init__(self, workdir: Path, tensorboard: bool):
+        self.path = workdir / "metrics.jsonl"
+        self._tb = None
+        if tensorboard:
+            try:
+                import tensorflow as tf
+
+                self._tb = tf.summary.create_file_writer(str(workdir / "tensorboard"))
+            except ImportError:  # pragma: no cover - tensorflow is a dependency
+                log.info("tensorflow not importable: no TensorBoard summaries")
+
+    def write(self, step: int, values: Mapping[str, Any]) -> None:
+        row = {"step": step, **{k: _jsonable(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            import tensorflow as tf
+
+            with self._tb.as_default(step=step):
+                for name, value in row.items():
+                    if isinstance(value, int | float) and name != "step":
+                        tf.summary.scalar(name, value)
+            self._tb.flush()
+
+
+def _jsonable(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+def _bad_terms(metrics: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in metrics.items() if k != "finite" and not np.all(np.isfinite(v))]
+
+
+def run(
+    config, workdir: str | os.PathLike, *, mesh: Mesh | None = None, progress: bool = True
+) -> tuple[TrainState, dict | None]:
+    """Train (resuming from ``workdir``'s last checkpoint) and evaluate.
+
+    Returns the final state and the evaluation report (also in ``workdir/report.json``), or
+    None when ``config.eval.at_end`` is False.
+    """
+    from jaxhash import data
+
+    config = validate_config(config)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = mesh or make_mesh()
+    start_time = time.time()
+    info = data.get_dataset_info(config)
+    total_steps = _total_steps(config, info)
+    model = build_model(config, len(info.class_names))
+    optimizer = make_optimizer(config.optim, total_steps)
+    class_distances = None
+    if config.loss.w_sim and not (info.has_captions and config.data.caption_embeddings):
+        if info.hierarchy is None:
+            raise ValueError(
+                f"data set {info.name!r} has no class hierarchy for the similarity loss: set "
+                "config.loss.w_sim = 0, or use data with a hierarchy (or caption embeddings)."
+            )
+        class_distances = info.hierarchy.distance(config.loss.similarity)
+    loss_fn = make_loss_fn(config, mesh, class_distances)
+    train_step = make_train_step(model, optimizer, loss_fn, mesh)
+
+    state = create_state(config, model, optimizer, info.image_shape, mesh)
+    manager = checkpoint_manager(workdir, config)
+    restored = restore_latest(manager, state)
+    if restored is not None:
+        state = restored
+        log.info("resumed from step %d", int(state.step))
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    writer = MetricWriter(workdir, bool(config.train.tensorboard))
+    base_key = jax.random.key(int(config.seed) + 1)
+
+    step = int(state.step)
+    batches = data.train_iterator(config, mesh, start_step=step) if step < total_steps else None
+    bar = None
+    if progress and step < total_steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+    pending = None  # the previous step's metrics, checked while this one runs
+    window_start, window_steps = time.perf_counter(), 0
+    while step < total_steps:
+        batch = next(batches)
+        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+        if pending is not None:
+            _check_finite(*pending, manager)
+        pending = (step, metrics)
+        step += 1
+        window_steps += 1
+        last = step == total_steps
+        if step % int(config.train.log_every) == 0 or last:
+            _check_finite(*pending, manager)
+            values = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
+            elapsed = time.perf_counter() - window_start
+            values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
+            values["learning_rate"] = float(
+                learning_rate_schedule(config.optim, total_steps)(step - 1)
+            )
+            writer.write(step, values)
+            if bar is not None:
+                bar.set_postfix(
+                    {
+                        k: f"{float(v):.4g}"
+                        for k, v in values.items()
+                        if k in ("loss", "ce", "sim", "kl", "images_per_s")
+                    }
+                )
+            window_start, window_steps = time.perf_counter(), 0
+        if bar is not None:
+            bar.update(1)
+        if step % int(config.train.checkpoint_every) == 0 or last:
+            _check_finite(*pending, manager)
+            save(manager, state)
+        if config.eval.every and step % int(config.eval.every) == 0 and not last:
+            report = evaluate_state(
+                config, info, model, state, mesh, workdir / "eval" / f"step_{step}"
+            )
+            writer.write(
+                step,
+                {
+                    f"eval/{k}": v
+                    for k, v in report["metrics"].items()
+                    if isinstance(v, int | float)
+                },
+            )
+    if bar is not None:
+        bar.close()
+    manager.wait_until_finished()
+    report = None
+    if config.eval.at_end:
+        report = evaluate_state(
+            config, info, model, state, mesh, workdir, wall_time_s=time.time() - start_time
+        )
+    return state, report
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def encode_split(config, model, variables, mesh, split, subset="all"):
+    """Outputs ``[N, K]`` (float32), labels ``[N]`` and example ids ``[N]`` of a split, in order."""
+    from jaxhash import data, retrieval
+
+    labels, ids = [], []
+    batch_size = int(config.eval.batch_size or config.batch_size)
+
+    def batches():
+        for batch in data.eval_batches(config, split, mesh, batch_size, subset=subset):
+            valid = np.asarray(batch["mask"])
+            labels.append(np.asarray(batch["label"])[valid])
+            ids.append(np.asarray(batch["id"])[valid])
+            yield batch
+
+    def apply_fn(variables, images):
+        return model.apply(variables, images, train=False)["codes"]
+
+    codes = retrieval.encode(apply_fn, variables, batches(), mesh=mesh, axis_name=DATA_AXIS)
+    return np.asarray(codes), np.concatenate(labels), np.concatenate(ids)
+
+
+def evaluate_state(
+    config,
+    info,
+    model,
+    state: TrainState,
+    mesh: Mesh,
+    run_dir: str | os.PathLike,
+    *,
+    wall_time_s: float | None = None,
+) -> dict:
+    """Encode the evaluation data with ``state``, rank by Hamming distance, write the report.
+
+    ``run_dir/report.json`` holds ``metrics`` (e.g. "mAP@250", "mAHP@250", with the tie
+    rule), ``real_valued`` (the same metrics ranked by cosine distance of the outputs: the
+    binarisation gap), ``baselines.random_codes`` (uniform random codes of the same length),
+    the config, the code length and the wall time; ``run_dir/eval/`` the full report and plots.
+    """
+    from jaxhash import evaluate
+
+    run_dir = Path(run_dir)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    split = config.eval.split or info.eval_split
+    codes, labels, _ = encode_split(config, model, variables, mesh, split)
+    query = {}
+    if config.eval.protocol == "query_database":
+        if not config.eval.query_split:
+            raise ValueError("config.eval.protocol='query_database' needs config.eval.query_split.")
+        query_codes, query_labels, _ = encode_split(
+            config, model, variables, mesh, config.eval.query_split
+        )
+        query = dict(query_codes=query_codes, query_labels=query_labels)
+    hierarchy = info.hierarchy
+    similarity = None if hierarchy is None else hierarchy.similarity(config.eval.similarity)
+    full = evaluate.evaluate(
+        codes,
+        labels,
+        protocol=config.eval.protocol,
+        held_out_classes=list(info.holdout_labels) or None,
+        class_similarity=similarity,
+        class_distance=None if similarity is None else 1.0 - similarity,
+        map_k=int(config.eval.map_k),
+        mahp_k=int(config.eval.mahp_k),
+        ties=config.eval.ties,
+        rankings=tuple(config.eval.rankings),
+        baseline=bool(config.eval.baseline),
+        seed=int(config.seed),
+        run_dir=run_dir / "eval",
+        mesh=mesh,
+        axis_name=DATA_AXIS,
+        **query,
+    )
+    rows = full["rows"]
+    report = {
+        "metrics": rows["hamming"]["summary"] if "hamming" in rows else {},
+        "ties": config.eval.ties,
+        "protocol": config.eval.protocol,
+        "code_length": int(config.model.bits),
+        "num_queries": full["num_queries"],
+        "num_database": full["num_database"],
+        "step": int(state.step),
+        "wall_time_s": wall_time_s,
+        "config": json.loads(config.to_json_best_effort()),
+    }
+    report["real_valued"] = {
+        name: rows[name]["summary"] for name in rows if name not in ("hamming", "random_codes")
+    }
+    if "random_codes" in rows:
+        report["baselines"] = {"random_codes": rows["random_codes"]["summary"]}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _check_finite(step: int, metrics, manager) -> None:
+    if bool(jax.device_get(metrics["finite"])):
+        return
+    bad = _bad_terms(jax.device_get(metrics))
+    manager.wait_until_finished()
+    last = manager.latest_step()
+    raise NonFiniteLossError(
+        f"step {step}: non-finite {', '.join(bad) or 'gradient'}; the step was not applied "
+        f"and training stopped. The last good checkpoint is step {last}. Lower the learning "
+        "rate or the weight of that term, then rerun to resume."
+    )
