@@ -4,7 +4,7 @@
     jaxhash train --config configs/demo.py --workdir runs/demo      # the same run
 
 64 leaf classes in a 3-level tree (shape family / colour family / texture), 32x32 images, a
-small CNN (width 16), 32-bit codes, CE + similarity + 0.1 x kNN KL, 600 steps of 128.
+small CNN (width 16), 32-bit codes, CE + similarity + 0.1 x kNN KL, 320 steps of 128.
 ``configs/demo.py:quick`` is the seconds-long version the tests run.
 Hardware, runtime and result: not yet measured.
 """

@@ -93,8 +93,8 @@ def demo_config(arg: str = ""):
     c.loss.w_kl = 0.1
     c.optim.learning_rate = 0.05
     c.optim.warmup_steps = 50
-    c.train.steps = 600
-    c.train.checkpoint_every = 200
+    c.train.steps = 320
+    c.train.checkpoint_every = 160
     if arg == "quick":
         c.batch_size = 32
         c.model.width = 4

@@ -311,11 +311,12 @@ class MetricWriter:
         self._tb = None
         if tensorboard:
             try:
+                import tensorboard  # tf.summary needs it to write scalars
                 import tensorflow as tf
 
                 self._tb = tf.summary.create_file_writer(str(workdir / "tensorboard"))
-            except ImportError:  # pragma: no cover - tensorflow is a dependency
-                log.info("tensorflow not importable: no TensorBoard summaries")
+            except ImportError:
+                log.info("tensorboard is not installed: metrics go to metrics.jsonl only")
 
     def write(self, step: int, values: Mapping[str, Any]) -> None:
         row = {"step": step, **{k: _jsonable(v) for k, v in values.items()}}

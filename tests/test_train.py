@@ -176,3 +176,26 @@ def test_cli_evaluate_encode_search(uninterrupted, tmp_path, capsys):
     want_d, want_i = retrieval.hamming_topk(codes, codes, 5, exclude_self=True)
     np.testing.assert_array_equal(found["indices"], want_i)
     np.testing.assert_array_equal(found["distances"], want_d)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "default.py",
+        "demo.py",
+        "demo.py:quick",
+        "cifar100.py:16",
+        "cifar100.py:32",
+        "cifar100.py:64",
+        "cifar100_zeroshot.py",
+        "imagenet100.py:64",
+        "captions.py",
+    ],
+)
+def test_every_config_file_validates(spec):
+    """Each configs/ file loads and passes validation (keys, types, choices, data block)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / spec
+    config = config_lib.validate_config(config_lib.load_config_file(str(path)))
+    assert config.model.bits in (16, 32, 64)
