@@ -90,11 +90,12 @@ def demo_config(arg: str = ""):
     c.batch_size = 128
     c.model.width = 16
     c.model.bits = 32
+    c.loss.w_sim = 3.0
     c.loss.w_kl = 0.1
     c.optim.learning_rate = 0.05
     c.optim.warmup_steps = 50
-    c.train.steps = 320
-    c.train.checkpoint_every = 160
+    c.train.steps = 400
+    c.train.checkpoint_every = 200
     if arg == "quick":
         c.batch_size = 32
         c.model.width = 4

@@ -388,54 +388,58 @@ def run(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
-    pending = None  # the previous step's metrics, checked while this one runs
-    window_start, window_steps = time.perf_counter(), 0
-    while step < total_steps:
-        batch = next(batches)
-        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
-        if pending is not None:
-            _check_finite(*pending, manager)
-        pending = (step, metrics)
-        step += 1
-        window_steps += 1
-        last = step == total_steps
-        if step % int(config.train.log_every) == 0 or last:
-            _check_finite(*pending, manager)
-            values = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
-            elapsed = time.perf_counter() - window_start
-            values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
-            values["learning_rate"] = float(
-                learning_rate_schedule(config.optim, total_steps)(step - 1)
-            )
-            writer.write(step, values)
-            if bar is not None:
-                bar.set_postfix(
-                    {
-                        k: f"{float(v):.4g}"
-                        for k, v in values.items()
-                        if k in ("loss", "ce", "sim", "kl", "images_per_s")
-                    }
+    try:
+        pending = None  # the previous step's metrics, checked while this one runs
+        window_start, window_steps = time.perf_counter(), 0
+        while step < total_steps:
+            batch = next(batches)
+            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+            if pending is not None:
+                _check_finite(*pending, manager)
+            pending = (step, metrics)
+            step += 1
+            window_steps += 1
+            last = step == total_steps
+            if step % int(config.train.log_every) == 0 or last:
+                _check_finite(*pending, manager)
+                values = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
+                elapsed = time.perf_counter() - window_start
+                values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
+                values["learning_rate"] = float(
+                    learning_rate_schedule(config.optim, total_steps)(step - 1)
                 )
-            window_start, window_steps = time.perf_counter(), 0
+                writer.write(step, values)
+                if bar is not None:
+                    bar.set_postfix(
+                        {
+                            k: f"{float(v):.4g}"
+                            for k, v in values.items()
+                            if k in ("loss", "ce", "sim", "kl", "images_per_s")
+                        }
+                    )
+                window_start, window_steps = time.perf_counter(), 0
+            if bar is not None:
+                bar.update(1)
+            if step % int(config.train.checkpoint_every) == 0 or last:
+                _check_finite(*pending, manager)
+                save(manager, state)
+            if config.eval.every and step % int(config.eval.every) == 0 and not last:
+                report = evaluate_state(
+                    config, info, model, state, mesh, workdir / "eval" / f"step_{step}"
+                )
+                writer.write(
+                    step,
+                    {
+                        f"eval/{k}": v
+                        for k, v in report["metrics"].items()
+                        if isinstance(v, int | float)
+                    },
+                )
+    finally:
+        if batches is not None:
+            batches.close()  # stop the prefetch thread (and its TF iterator) now
         if bar is not None:
-            bar.update(1)
-        if step % int(config.train.checkpoint_every) == 0 or last:
-            _check_finite(*pending, manager)
-            save(manager, state)
-        if config.eval.every and step % int(config.eval.every) == 0 and not last:
-            report = evaluate_state(
-                config, info, model, state, mesh, workdir / "eval" / f"step_{step}"
-            )
-            writer.write(
-                step,
-                {
-                    f"eval/{k}": v
-                    for k, v in report["metrics"].items()
-                    if isinstance(v, int | float)
-                },
-            )
-    if bar is not None:
-        bar.close()
+            bar.close()
     manager.wait_until_finished()
     report = None
     if config.eval.at_end:

@@ -737,6 +737,9 @@ def prefetch(iterator: Iterator, size: int) -> Iterator:
             yield item
     finally:
         stop.set()
+        # Wait for the worker to leave the source and close it: a TF iterator still running
+        # in a daemon thread at interpreter exit can abort the process.
+        thread.join(timeout=60)
         with _LOCK:
             _RUNNING.discard(entry)
 
