@@ -144,17 +144,20 @@ def make_loss_fn(config, mesh: Mesh, class_distances: np.ndarray | None):
             targets = losses.ClassTargets(labels, table)
         else:
             targets = None
-        loss, metrics = losses.hashing_loss(
-            codes,
-            key,
-            logits=logits,
-            labels=labels,
-            targets=targets,
-            weights=hashing_weights,
-            mask=mask,
-            axis_name=DATA_AXIS,
-            **options,
-        )
+        if any(hashing_weights):
+            loss, metrics = losses.hashing_loss(
+                codes,
+                key,
+                logits=logits,
+                labels=labels,
+                targets=targets,
+                weights=hashing_weights,
+                mask=mask,
+                axis_name=DATA_AXIS,
+                **options,
+            )
+        else:  # only the per-device KL term is weighted
+            loss, metrics = jnp.zeros((), jnp.float32), {}
         if per_device_kl and weights.kl:
             device_key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
             kl = losses.binary_kl_terms(codes, device_key, k=options["k"], mask=mask)

@@ -199,3 +199,22 @@ def test_every_config_file_validates(spec):
     path = Path(__file__).resolve().parents[1] / "configs" / spec
     config = config_lib.validate_config(config_lib.load_config_file(str(path)))
     assert config.model.bits in (16, 32, 64)
+
+
+def test_per_device_kl_alone():
+    """knn='per_device' works as the only term: on one device it is the KL estimate with the
+    device's folded key, and the global option uses the step key itself."""
+    import jax.numpy as jnp
+
+    from jaxhash.losses import binary_kl_loss
+
+    codes = jax.random.normal(jax.random.key(0), (16, 8))
+    batch = {"label": jnp.zeros(16, jnp.int32)}
+    mesh = train.make_mesh(jax.devices()[:1])
+    key = jax.random.key(1)
+    for knn, want_key in (("per_device", jax.random.fold_in(key, 0)), ("global", key)):
+        config = config_lib.default_config()
+        config.loss.w_ce, config.loss.w_sim, config.loss.knn = 0.0, 0.0, knn
+        loss_fn = train.make_loss_fn(config_lib.validate_config(config), mesh, None)
+        value = float(loss_fn(codes, None, batch, key)[0])
+        np.testing.assert_allclose(value, float(binary_kl_loss(codes, want_key)), rtol=1e-5)

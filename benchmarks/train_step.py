@@ -1,0 +1,244 @@
+"""Train step: jaxhash's sharded step against a straightforward Flax step, same process.
+
+jaxhash: ``train.make_train_step`` with ``train.make_loss_fn`` (CE + similarity with
+``ClassTargets`` + kNN KL under ``jax.shard_map`` over a one-axis "data" mesh of all local
+devices; the state donated; non-finite steps not applied). Reference ("reference_naive_flax"):
+what one writes first, ``jax.jit`` of ``value_and_grad`` of ``benchmarks.losses.reference_hashing``
+(full ``[B, B]`` matrices, ``lax.top_k``) on the same model outputs, then the optax update, no
+shard_map (the state donated too, so only the loss and the step's bookkeeping differ). Same
+model, optimiser (``train.make_optimizer``), initial state, batch and key. Random data of real
+shapes: images float32 ``[B, 32, 32, 3]`` (``[B, 224, 224, 3]`` with the ImageNet stem), labels
+in [0, 100), a random symmetric 100 x 100 class-distance table with zero diagonal.
+
+Each line gives the step time (compile excluded; the state threaded through the repeats; the
+mean of two medians of repeats timed in A-B-B-A order, both in ``round_ms``), images per
+second, and the loss at step 0 of that implementation. Both start from the same state and see
+the same batch and key, and ``jax.random.rademacher`` (the reference's KL targets) equals
+jaxhash's ``bernoulli(key, 0.5) -> +-1`` for the same key (``same_kl_targets`` checks it), so
+the two losses should agree to float32 rounding. On the CPU cases the backbone dominates the
+step; the loss matters at large batches (see benchmarks/losses.py).
+
+    python -m benchmarks.train_step          # small CNN, width 16 and 32, batch 128 and 256
+    python -m benchmarks.train_step --full   # adds ResNet-18 at batch 512, bfloat16 and float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from benchmarks.common import emit, time_fn
+from benchmarks.losses import reference_hashing
+from jaxhash import train
+from jaxhash.config import default_config, validate_config
+
+NUM_CLASSES = 100
+REFERENCE = "reference_naive_flax"
+# Length of the learning-rate schedule (warm-up, cosine decay); the timed steps are a few of it.
+SCHEDULE_STEPS = 10_000
+
+
+def make_config(model: str, width: int, batch: int, bits: int, dtype: str, stem: str):
+    """The default config with the case's model and batch (the loss at its defaults)."""
+    config = default_config()
+    config.batch_size = batch
+    config.model.name = model
+    config.model.width = width
+    config.model.bits = bits
+    config.model.dtype = dtype
+    config.model.stem = stem
+    return validate_config(config)
+
+
+def check_reference_matches(config) -> None:
+    """``reference_hashing`` is CE + sim + KL with weights 1, "mean" normalisation, p = 2, k = 1."""
+    loss = config.loss
+    expected = dict(
+        w_ce=1.0,
+        w_sim=1.0,
+        w_kl=1.0,
+        w_quant=0.0,
+        w_balance=0.0,
+        normalize="mean",
+        power=2.0,
+        k=1,
+        knn="global",
+        label_smoothing=0.0,
+    )
+    differ = {name: loss[name] for name, value in expected.items() if loss[name] != value}
+    if differ:
+        raise ValueError(f"the reference implements the default loss only; config has {differ}.")
+
+
+def class_distance_table(classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Random symmetric ``[C, C]`` distances in [0.2, 1] with a zero diagonal."""
+    table = rng.uniform(0.2, 1.0, (classes, classes))
+    table = (table + table.T) / 2
+    np.fill_diagonal(table, 0.0)
+    return table.astype(np.float32)
+
+
+def make_batch(config, mesh, rng: np.random.Generator) -> dict:
+    """Images and labels of the config's shapes, sharded over the mesh's data axis."""
+    side = 224 if config.model.stem == "imagenet" else 32
+    batch = config.batch_size
+    devices = mesh.devices.size
+    if batch % devices:
+        raise ValueError(f"batch {batch} must be a multiple of the {devices} devices.")
+    host = {
+        "image": rng.normal(size=(batch, side, side, 3)).astype(np.float32),
+        "label": rng.integers(0, NUM_CLASSES, batch).astype(np.int32),
+    }
+    return jax.device_put(host, NamedSharding(mesh, P(train.DATA_AXIS)))
+
+
+def make_reference_step(model, optimizer, table):
+    """The straightforward step: jit(value_and_grad(reference_hashing)) + optax, no shard_map."""
+    table = jnp.asarray(table)
+
+    def step(state: train.TrainState, batch, key):
+        def objective(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            out, updated = model.apply(
+                variables, batch["image"], train=True, mutable=["batch_stats"]
+            )
+            loss = reference_hashing(out["codes"], out["logits"], key, batch["label"], table)
+            return loss, updated["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = train.TrainState(
+            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+        )
+        return new, {"loss": loss}
+
+    return jax.jit(step, donate_argnums=0)
+
+
+class Threaded:
+    """``step`` called with the state it returned last time (the state is donated)."""
+
+    def __init__(self, step, state):
+        self.step, self.state, self.metrics = step, state, None
+
+    def __call__(self, batch, key):
+        self.state, self.metrics = self.step(self.state, batch, key)
+        return self.state, self.metrics
+
+
+def same_kl_targets(key, batch: int, bits: int) -> bool:
+    """Whether the reference's rademacher targets equal jaxhash's bernoulli(0.5) -> +-1 ones."""
+    rademacher = jax.random.rademacher(key, (batch, bits), jnp.float32)
+    bernoulli = jnp.where(jax.random.bernoulli(key, 0.5, (batch, bits)), 1.0, -1.0)
+    return bool(jnp.all(rademacher == bernoulli))
+
+
+def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, stem: str, mesh):
+    config = make_config(model_name, width, batch, bits, dtype, stem)
+    check_reference_matches(config)
+    rng = np.random.default_rng(0)
+    table = class_distance_table(NUM_CLASSES, rng)
+    data = make_batch(config, mesh, rng)
+    key = jax.random.key(1)
+
+    model = train.build_model(config, NUM_CLASSES)
+    optimizer = train.make_optimizer(config.optim, SCHEDULE_STEPS)
+    image_shape = data["image"].shape[1:]
+    state = train.create_state(config, model, optimizer, image_shape, mesh)
+    ours_step = train.make_train_step(
+        model, optimizer, train.make_loss_fn(config, mesh, table), mesh
+    )
+    ref_step = make_reference_step(model, optimizer, table)
+
+    # Both start from the same state; their first call (compile included) gives step-0 losses.
+    ref = Threaded(ref_step, jax.tree_util.tree_map(jnp.copy, state))
+    ours = Threaded(ours_step, state)
+    ref_loss = float(ref(data, key)[1]["loss"])
+    ours_metrics = jax.device_get(ours(data, key)[1])
+    ours_loss = float(ours_metrics["loss"])
+    # Two rounds in A-B-B-A order, each a median of repeats: drift of a shared machine
+    # (clocks, other work) falls on both alike. The time is the mean of the two medians.
+    ref_rounds = [time_fn(ref, data, key)]
+    ours_rounds = [time_fn(ours, data, key), time_fn(ours, data, key, warmup=1)]
+    ref_rounds.append(time_fn(ref, data, key, warmup=1))
+    ref_ms, ours_ms = statistics.mean(ref_rounds), statistics.mean(ours_rounds)
+    for name, runner in (("jaxhash", ours), (REFERENCE, ref)):
+        last = float(runner.metrics["loss"])
+        if not math.isfinite(last):
+            print(f"warning: {name}'s loss became {last} while timing", file=sys.stderr)
+
+    shape = {
+        "model": model_name,
+        "stem": stem,
+        "width": width or (32 if model_name == "small_cnn" else 64),
+        "batch": batch,
+        "bits": bits,
+        "dtype": dtype,
+    }
+    common = dict(
+        devices=int(mesh.devices.size),
+        same_kl_targets=same_kl_targets(key, batch, bits),
+    )
+    rows = [
+        emit(
+            "train_step",
+            REFERENCE,
+            shape,
+            ref_ms,
+            REFERENCE,
+            ref_ms,
+            images_per_s=round(batch / (ref_ms / 1e3), 1),
+            round_ms=[round(t, 4) for t in ref_rounds],
+            loss=ref_loss,
+            **common,
+        ),
+        emit(
+            "train_step",
+            "jaxhash",
+            shape,
+            ours_ms,
+            REFERENCE,
+            ref_ms,
+            images_per_s=round(batch / (ours_ms / 1e3), 1),
+            round_ms=[round(t, 4) for t in ours_rounds],
+            loss=ours_loss,
+            reference_loss=ref_loss,
+            terms={k: float(ours_metrics[k]) for k in ("ce", "sim", "kl")},
+            **common,
+        ),
+    ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--width", type=int, nargs="+", default=[16, 32], help="small CNN")
+    parser.add_argument("--bits", type=int, default=64)
+    parser.add_argument("--full", action="store_true", help="add ResNet-18 at batch 512")
+    parser.add_argument("--stem", choices=("cifar", "imagenet"), default="cifar", help="ResNet")
+    args = parser.parse_args(argv)
+    mesh = train.make_mesh()
+    cases = [
+        ("small_cnn", width, batch, "float32", "cifar")
+        for width in args.width
+        for batch in args.batch
+    ]
+    if args.full:
+        cases += [("resnet18", 0, 512, dtype, args.stem) for dtype in ("bfloat16", "float32")]
+    for model_name, width, batch, dtype, stem in cases:
+        run_case(model_name, width, batch, args.bits, dtype, stem, mesh)
+
+
+if __name__ == "__main__":
+    main()
