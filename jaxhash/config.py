@@ -77,6 +77,13 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 0  # 0: config.batch_size
     c.eval.baseline = True
 
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False  # call jax.distributed.initialize() before training
+    c.distributed.coordinator_address = ""  # "": auto-detect (TPU pods, SLURM, ...)
+    c.distributed.num_processes = 0  # 0: auto-detect
+    c.distributed.process_id = -1  # -1: auto-detect
+    c.distributed.cpu_collectives = "gloo"  # collectives between CPU processes
+
     c.data = default_data_config()
     return c
 

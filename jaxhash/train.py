@@ -61,6 +61,23 @@ class TrainState:
         }
 
 
+def initialize_distributed(dist) -> None:
+    """``jax.distributed.initialize`` from ``config.distributed`` (once per process).
+
+    Empty or default fields are left for JAX to detect (TPU pods, SLURM, ...). Processes on
+    CPUs exchange collectives through ``dist.cpu_collectives`` (gloo).
+    """
+    if not dist.initialize or jax.distributed.is_initialized():
+        return
+    if dist.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", dist.cpu_collectives)
+    jax.distributed.initialize(
+        coordinator_address=dist.coordinator_address or None,
+        num_processes=dist.num_processes or None,
+        process_id=None if dist.process_id < 0 else dist.process_id,
+    )
+
+
 def make_mesh(devices=None) -> Mesh:
     """A one-axis ("data") mesh over ``devices`` (default: all)."""
     devices = np.asarray(jax.devices() if devices is None else devices)
@@ -309,10 +326,11 @@ def _total_steps(config, info) -> int:
 class MetricWriter:
     """JSON lines in ``workdir/metrics.jsonl`` (and TensorBoard summaries when available)."""
 
-    def __init__(self, workdir: Path, tensorboard: bool):
+    def __init__(self, workdir: Path, tensorboard: bool, enabled: bool = True):
         self.path = workdir / "metrics.jsonl"
+        self.enabled = enabled  # only the primary process writes
         self._tb = None
-        if tensorboard:
+        if tensorboard and enabled:
             try:
                 import tensorboard  # tf.summary needs it to write scalars
                 import tensorflow as tf
@@ -322,6 +340,8 @@ class MetricWriter:
                 log.info("tensorboard is not installed: metrics go to metrics.jsonl only")
 
     def write(self, step: int, values: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
         row = {"step": step, **{k: _jsonable(v) for k, v in values.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -355,6 +375,8 @@ def run(
     from jaxhash import data
 
     config = validate_config(config)
+    initialize_distributed(config.distributed)
+    primary = jax.process_index() == 0
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = mesh or make_mesh()
@@ -380,14 +402,15 @@ def run(
     if restored is not None:
         state = restored
         log.info("resumed from step %d", int(state.step))
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    writer = MetricWriter(workdir, bool(config.train.tensorboard))
+    if primary:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    writer = MetricWriter(workdir, bool(config.train.tensorboard), enabled=primary)
     base_key = jax.random.key(int(config.seed) + 1)
 
     step = int(state.step)
     batches = data.train_iterator(config, mesh, start_step=step) if step < total_steps else None
     bar = None
-    if progress and step < total_steps:
+    if progress and primary and step < total_steps:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)

@@ -226,16 +226,19 @@ def test_augmentation_matches_a_numpy_oracle(synth):
 
 
 def test_hosts_split_the_training_data(synth):
-    """Two simulated hosts: disjoint shares, together every example; an epoch each."""
-    shares = []
+    """Two simulated hosts: disjoint shares of every epoch, together every example, and
+    their halves concatenate to the one-host global batches (host-count invariant)."""
+    shares, per_host = [], []
     for host in (0, 1):
         batches = take(data.host_train_batches(synth, process_index=host, process_count=2), 16)
         assert batches[0]["image"].shape[0] == 32  # the host's half of the global batch
-        ids = np.concatenate([b["id"] for b in batches])
-        start, stop = data.host_range(1024, host, 2)
-        np.testing.assert_array_equal(np.sort(ids), np.arange(start, stop))
-        shares.append(set(ids.tolist()))
+        per_host.append(batches)
+        shares.append(set(np.concatenate([b["id"] for b in batches]).tolist()))
     assert not shares[0] & shares[1] and len(shares[0] | shares[1]) == 1024
+    single = take(data.host_train_batches(synth, process_index=0, process_count=1), 16)
+    for whole, a, b in zip(single, *per_host, strict=True):
+        np.testing.assert_array_equal(whole["id"], np.concatenate([a["id"], b["id"]]))
+        np.testing.assert_array_equal(whole["image"], np.concatenate([a["image"], b["image"]]))
     with pytest.raises(ValueError, match="divisible by the number of hosts"):
         data.host_train_batches(
             {**synth, "global_batch_size": 63}, process_index=0, process_count=2

@@ -1,20 +1,23 @@
 """Deterministic, host-sharded tf.data pipelines that deliver global ``jax.Array`` batches.
 
-Training (:func:`train_iterator`): each host reads its own contiguous share of the split
-(:func:`host_range`, the same arithmetic as ``tfds.split_for_jax_process``), takes its share of
-the global batch, and every step's host batches become one global array per field with
+Training (:func:`train_iterator`): each host delivers its share of the global batch, and every
+step's host batches become one global array per field with
 ``jax.make_array_from_process_local_data`` on the mesh's data axis, prefetched by a background
 thread. The stream is a pure function of (seed, host, step):
 
-* in memory (data that fits ``memory_limit_mb``, and image folders, held as file paths):
-  host stream position ``t`` is epoch ``t // n`` and example ``perm_epoch[t % n]`` of the
-  host's ``n`` examples, with ``perm_epoch`` a NumPy permutation seeded by (seed, epoch, host).
-  Augmentation uniforms are a counter-based hash of (seed, epoch, example id). Starting at step
-  ``s`` computes positions ``s * B ..`` directly: nothing before it is read or decoded.
-* streamed (larger TFDS data, e.g. ImageNet): seeded file shuffle, ``repeat``, seeded shuffle
-  buffer; augmentation uniforms from (seed, host, position). Step ``s`` skips ``s * B``
-  still-encoded records before any decoding (exact, and cheap next to decoding; the cost of
-  reading them remains).
+* in memory (data that fits ``memory_limit_mb``, and image folders, held as file paths): one
+  global order, epoch ``t // n`` and example ``perm_epoch[t % n]`` at global position ``t`` of
+  the ``n`` examples, ``perm_epoch`` a NumPy permutation seeded by (seed, epoch); host ``h`` of
+  ``H`` takes rows ``[h B/H, (h+1) B/H)`` of each global batch of ``B``. The global batches are
+  therefore the same for any number of hosts (a 2-process run reproduces a 1-process run), and
+  within an epoch no example goes to two hosts. Augmentation uniforms are a counter-based hash
+  of (seed, epoch, example id). Starting at step ``s`` computes its positions directly:
+  nothing before it is read or decoded.
+* streamed (larger TFDS data, e.g. ImageNet): each host reads its own contiguous share of the
+  split (:func:`host_range`, the arithmetic of ``tfds.split_for_jax_process``); seeded file
+  shuffle, ``repeat``, seeded shuffle buffer; augmentation uniforms from (seed, host,
+  position). Step ``s`` skips ``s * B`` still-encoded records before any decoding (exact, and
+  cheap next to decoding; the cost of reading them remains).
 
 Evaluation (:func:`eval_batches`): every example of the split exactly once, in id order per
 host; the last batch is padded and carries ``mask`` False there; ``id`` maps rows back to the
@@ -120,7 +123,7 @@ def example_uniforms(seed: int, epochs, ids, count: int = augment.NUM_UNIFORMS) 
 
 
 class _Permutations:
-    """Per-epoch permutations of ``n`` host examples, seeded by (seed, epoch, host); thread-safe."""
+    """Per-epoch permutations of ``n`` examples, seeded by (seed, epoch, host); thread-safe."""
 
     def __init__(self, n: int, seed: int, host: int, keep: int = 3):
         self.n, self.seed, self.host, self.keep = n, seed, host, keep
@@ -324,19 +327,18 @@ def _memory_train(source, start_step, host, hosts, batch) -> tf.data.Dataset:
     split = source.train_split
     data = source.load(split)
     pool = source.pool(split, "seen")
-    start, stop = host_range(len(pool), host, hosts)
-    shard = pool[start:stop]
-    if len(shard) == 0:
-        raise ValueError(
-            f"host {host} of {hosts} has no training examples ({len(pool)} in {split!r})."
-        )
-    perms = _Permutations(len(shard), seed, host)
+    if len(pool) == 0:
+        raise ValueError(f"no training examples in {split!r}.")
+    # One global order for all hosts: host h takes rows [h * batch, (h + 1) * batch) of each
+    # global batch, so the global batches (and the training run) do not depend on the number
+    # of hosts, and within an epoch no example goes to two hosts.
+    perms = _Permutations(len(pool), seed, 0)
     fields = _Fields(source, data.images.shape[1:] if data.image_kind == "array" else None)
 
     def fetch(step: int):
-        position = step * batch + np.arange(batch, dtype=np.int64)
-        epochs, offsets = np.divmod(position, len(shard))
-        ids = shard[perms.take(epochs, offsets)]
+        position = step * batch * hosts + host * batch + np.arange(batch, dtype=np.int64)
+        epochs, offsets = np.divmod(position, len(pool))
+        ids = pool[perms.take(epochs, offsets)]
         u = example_uniforms(seed, epochs, ids)
         return _numpy_batch(fields, data, ids, np.ones(batch, bool), u)
 
