@@ -218,3 +218,39 @@ def test_per_device_kl_alone():
         loss_fn = train.make_loss_fn(config_lib.validate_config(config), mesh, None)
         value = float(loss_fn(codes, None, batch, key)[0])
         np.testing.assert_allclose(value, float(binary_kl_loss(codes, want_key)), rtol=1e-5)
+
+
+def test_cli_train_and_python_m(data_dir, tmp_path, capsys):
+    """`jaxhash train --config configs/demo.py:quick --set ...` trains and prints the report;
+    `python -m jaxhash --help` lists the commands."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from jaxhash import cli
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.py"
+    cli.main(
+        [
+            "train",
+            "--config",
+            f"{config}:quick",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            f"data.data_dir={data_dir!r}",
+            "model.bits=8",
+            "train.steps=2",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "mAP@50" in out and str(tmp_path / "report.json") in out
+    assert json.loads((tmp_path / "report.json").read_text())["code_length"] == 8
+    with pytest.raises(ValueError, match=r"unknown config key 'model\.bitz'"):
+        cli.main(
+            ["train", "--config", str(config), "--workdir", str(tmp_path), "--set", "model.bitz=8"]
+        )
+    listed = subprocess.run(
+        [sys.executable, "-m", "jaxhash", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert all(c in listed.stdout for c in ("demo", "train", "evaluate", "encode", "search"))
