@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
 
         config, info, model, mesh, state = _trained(args.workdir)
         variables = {"params": state.params, "batch_stats": state.batch_stats}
-        codes, _, ids = train.encode_split(
+        codes, _, ids, _ = train.encode_split(
             config, model, variables, mesh, args.split or info.eval_split
         )
         packed = np.asarray(retrieval.pack_codes(codes))

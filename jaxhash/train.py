@@ -185,7 +185,9 @@ def make_loss_fn(config, mesh: Mesh, class_distances: np.ndarray | None):
         return loss, metrics
 
     def loss_fn(codes, logits, batch, key):
-        labels = batch["label"]
+        labels = batch.get("label")
+        if labels is None:  # caption data has no classes (config.loss.w_ce must be 0)
+            labels = jnp.zeros(codes.shape[:1], jnp.int32)
         mask = batch.get("mask")
         if mask is None:
             mask = jnp.ones(labels.shape, bool)
@@ -418,7 +420,8 @@ def run(
         pending = None  # the previous step's metrics, checked while this one runs
         window_start, window_steps = time.perf_counter(), 0
         while step < total_steps:
-            batch = next(batches)
+            # Device arrays only: caption text rides along as host strings for other uses.
+            batch = {k: v for k, v in next(batches).items() if isinstance(v, jax.Array)}
             state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
             if pending is not None:
                 _check_finite(*pending, manager)
@@ -479,24 +482,47 @@ def run(
 
 
 def encode_split(config, model, variables, mesh, split, subset="all"):
-    """Outputs ``[N, K]`` (float32), labels ``[N]`` and example ids ``[N]`` of a split, in order."""
+    """Outputs ``[N, K]`` (float32), labels ``[N]`` (None for caption data), example ids
+    ``[N]`` and caption embeddings ``[N, E]`` (None unless the batches carry them), in order."""
     from jaxhash import data, retrieval
 
-    labels, ids = [], []
+    fields: dict[str, list] = {"label": [], "id": [], "caption_embedding": []}
     batch_size = int(config.eval.batch_size or config.batch_size)
 
     def batches():
         for batch in data.eval_batches(config, split, mesh, batch_size, subset=subset):
             valid = np.asarray(batch["mask"])
-            labels.append(np.asarray(batch["label"])[valid])
-            ids.append(np.asarray(batch["id"])[valid])
+            for name, values in fields.items():
+                if name in batch:
+                    values.append(np.asarray(batch[name])[valid])
             yield batch
 
     def apply_fn(variables, images):
         return model.apply(variables, images, train=False)["codes"]
 
     codes = retrieval.encode(apply_fn, variables, batches(), mesh=mesh, axis_name=DATA_AXIS)
-    return np.asarray(codes), np.concatenate(labels), np.concatenate(ids)
+    labels, ids, embeddings = (
+        np.concatenate(fields[name]) if fields[name] else None
+        for name in ("label", "id", "caption_embedding")
+    )
+    return np.asarray(codes), labels, ids, embeddings
+
+
+def _caption_targets(embeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Caption data: every image is its own "class", graded by caption similarity.
+
+    Returns labels ``arange(N)`` and the ``[N, N]`` relevance ``max(cos(e_i, e_j), 0)`` of the
+    images' caption embeddings, for mAHP@k (and the semantic distance of the top-1 item).
+    """
+    if embeddings is None:
+        raise ValueError(
+            "caption data is evaluated against caption embeddings: set "
+            "config.data.caption_embeddings = True (needs the optional extra 'text')."
+        )
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    similarity = np.clip(unit @ unit.T, 0.0, 1.0)
+    np.fill_diagonal(similarity, 1.0)
+    return np.arange(len(embeddings)), similarity
 
 
 def evaluate_state(
@@ -521,17 +547,21 @@ def evaluate_state(
     run_dir = Path(run_dir)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     split = config.eval.split or info.eval_split
-    codes, labels, _ = encode_split(config, model, variables, mesh, split)
+    codes, labels, _, embeddings = encode_split(config, model, variables, mesh, split)
+    hierarchy = info.hierarchy
+    similarity = None if hierarchy is None else hierarchy.similarity(config.eval.similarity)
+    if info.has_captions:
+        if config.eval.protocol != "database_is_query":
+            raise ValueError("caption data supports config.eval.protocol='database_is_query'.")
+        labels, similarity = _caption_targets(embeddings)
     query = {}
     if config.eval.protocol == "query_database":
         if not config.eval.query_split:
             raise ValueError("config.eval.protocol='query_database' needs config.eval.query_split.")
-        query_codes, query_labels, _ = encode_split(
+        query_codes, query_labels, _, _ = encode_split(
             config, model, variables, mesh, config.eval.query_split
         )
         query = dict(query_codes=query_codes, query_labels=query_labels)
-    hierarchy = info.hierarchy
-    similarity = None if hierarchy is None else hierarchy.similarity(config.eval.similarity)
     full = evaluate.evaluate(
         codes,
         labels,
@@ -551,6 +581,13 @@ def evaluate_state(
         **query,
     )
     rows = full["rows"]
+    if info.has_captions:  # no classes: only the graded (caption-similarity) metrics apply
+        for row in rows.values():
+            row["summary"] = {
+                k: v
+                for k, v in row["summary"].items()
+                if k.startswith("mAHP") or k == "mistake_severity"
+            }
     report = {
         "metrics": rows["hamming"]["summary"] if "hamming" in rows else {},
         "ties": config.eval.ties,
@@ -562,6 +599,12 @@ def evaluate_state(
         "wall_time_s": wall_time_s,
         "config": json.loads(config.to_json_best_effort()),
     }
+    if info.has_captions:
+        report["note"] = (
+            "caption data: each image is its own class; mAHP@k uses max(cos, 0) of the caption "
+            "embeddings as graded relevance and mistake_severity is the mean caption distance "
+            "of the top-1 item (lower is better); label metrics (mAP, P@k) do not apply."
+        )
     report["real_valued"] = {
         name: rows[name]["summary"] for name in rows if name not in ("hamming", "random_codes")
     }

