@@ -15,11 +15,12 @@ the numerics of kNN estimators (DINOv2's KoLeo loss; Wang, Kulkarni & Verdu 2009
 from __future__ import annotations
 
 import math
-import operator
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxhash.validation import as_int, float_array
 
 # Scores are reduced in tiles of this many columns: a vectorised min per tile, then a small
 # argmin over the tile minima and inside the winning tiles. XLA's argmin over a long row is a
@@ -39,23 +40,9 @@ def default_block_size(num_points: int) -> int:
     return max(8, budget // max(num_points, 1))
 
 
-def _float_matrix(x, name: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a matrix [rows, dim]; got shape {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(
-            f"{name} must be a floating-point array; got dtype {x.dtype}. Cast it, e.g. "
-            f"{name}.astype(jnp.float32)."
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}): need at least one row.")
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
 def _check_args(queries, points, k, exclude_self, points_mask, block_size):
-    queries = _float_matrix(queries, "queries")
-    points = _float_matrix(points, "points")
+    queries = float_array(queries, "queries", 2)
+    points = float_array(points, "points", 2)
     if queries.shape[1] != points.shape[1]:
         raise ValueError(
             f"queries and points must have the same dimension; got {queries.shape[1]} and "
@@ -63,8 +50,8 @@ def _check_args(queries, points, k, exclude_self, points_mask, block_size):
         )
     candidates = points.shape[0] - int(exclude_self)
     try:
-        k_int = operator.index(k)
-    except TypeError:
+        k_int = as_int(k, "k")
+    except ValueError:
         k_int = 0
     if not 1 <= k_int <= candidates:
         raise ValueError(

@@ -21,7 +21,6 @@ not public; every choice is an argument with a documented default.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -31,6 +30,7 @@ from jax import lax
 
 from jaxhash import parallel
 from jaxhash.knn import default_block_size, kth_neighbor_sq_distances
+from jaxhash.validation import as_int, float_array
 
 _HIGHEST = lax.Precision.HIGHEST
 # Floor of a squared norm before normalising a row: an all-zero code gets the unit row 0
@@ -39,21 +39,6 @@ _NORM_EPS = 1e-24  # as torch.nn.functional.normalize: norms floored at 1e-12
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _float_array(x, name: str, ndim: int) -> jax.Array:
-    """``x`` as a float32 (or float64) array of rank ``ndim``, else a ValueError naming it."""
-    x = jnp.asarray(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must have rank {ndim}; got shape {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(
-            f"{name} must be a floating-point array; got dtype {x.dtype}. Cast it, e.g. "
-            f"{name}.astype(jnp.float32)."
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {x.shape}): need at least one row.")
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _int_labels(labels, name: str, n: int) -> jax.Array:
@@ -75,14 +60,6 @@ def _mask_weights(mask, n: int, dtype) -> jax.Array:
     if mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a bool array; got dtype {mask.dtype}.")
     return mask.astype(dtype)
-
-
-def _as_int(value, name: str) -> int:
-    """A Python int from any integral value (int, numpy integer); else a ValueError."""
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer; got {value!r}.") from None
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -116,12 +93,12 @@ def relaxed_hamming(a: jax.Array, b: jax.Array | None = None) -> jax.Array:
     Returns:
       ``[N, M]`` float32 in [0, 1].
     """
-    a = _float_array(a, "a", 2)
+    a = float_array(a, "a", 2)
     unit_a = _unit_rows(a)
     if b is None:
         unit_b = unit_a
     else:
-        b = _float_array(b, "b", 2)
+        b = float_array(b, "b", 2)
         if b.shape[1] != a.shape[1]:
             raise ValueError(f"a and b must have the same width; got {a.shape} and {b.shape}.")
         unit_b = _unit_rows(b)
@@ -171,20 +148,20 @@ def _check_targets(targets, n: int, axis_name) -> Targets:
     """Validate and cast targets for ``n`` local rows; targets never carry gradients."""
     if isinstance(targets, ClassTargets):
         labels = _int_labels(targets.labels, "target_distances.labels", n)
-        table = _float_array(targets.class_distances, "target_distances.class_distances", 2)
+        table = float_array(targets.class_distances, "target_distances.class_distances", 2)
         if table.shape[0] != table.shape[1]:
             raise ValueError(
                 f"target_distances.class_distances must be square [C, C]; got {table.shape}."
             )
         return ClassTargets(labels, lax.stop_gradient(table))
     if isinstance(targets, EmbeddingTargets):
-        emb = _float_array(targets.embeddings, "target_distances.embeddings", 2)
+        emb = float_array(targets.embeddings, "target_distances.embeddings", 2)
         if emb.shape[0] != n:
             raise ValueError(
                 f"target_distances.embeddings must have {n} rows (one per code); got {emb.shape}."
             )
         return EmbeddingTargets(lax.stop_gradient(emb))
-    dense = _float_array(targets, "target_distances", 2)
+    dense = float_array(targets, "target_distances", 2)
     global_n = n * parallel.axis_size(axis_name)
     if dense.shape != (n, global_n):
         where = "" if axis_name is None else f" (this device's rows of the [{global_n}] batch)"
@@ -321,7 +298,7 @@ def similarity_loss(
     Returns:
       Scalar float32.
     """
-    codes = _float_array(codes, "codes", 2)
+    codes = float_array(codes, "codes", 2)
     n = codes.shape[0]
     if normalize not in ("mean", "row", "none"):
         raise ValueError(f"normalize must be 'mean', 'row' or 'none'; got {normalize!r}.")
@@ -413,7 +390,7 @@ def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
     n_global = n_local * parallel.axis_size(axis_name)
     if y_all.shape[1] != dim:
         raise ValueError(f"x and y must have the same width; got {dim} and {y_all.shape[1]}.")
-    k = _as_int(k, "k")
+    k = as_int(k, "k")
     if not 1 <= k < n_global:
         raise ValueError(
             f"k must be an int with 1 <= k < n = {n_global} (rho needs k other rows); got {k!r}."
@@ -485,8 +462,8 @@ def knn_kl_divergence(
     Returns:
       Scalar estimate in nats (can be negative: the estimator is unbiased only asymptotically).
     """
-    x = _float_array(x, "x", 2)
-    y = _float_array(y, "y", 2)
+    x = float_array(x, "x", 2)
+    y = float_array(y, "y", 2)
     w = _mask_weights(mask, x.shape[0], x.dtype)
     y_all = parallel.all_gather_batch(y, axis_name)
     return _knn_kl_terms(
@@ -507,7 +484,7 @@ def binary_kl_terms(
     axis_name: parallel.AxisName = None,
 ) -> KLTerms:
     """:func:`binary_kl_loss` with its two parts, for logging."""
-    codes = _float_array(codes, "codes", 2)
+    codes = float_array(codes, "codes", 2)
     n_global = codes.shape[0] * parallel.axis_size(axis_name)
     m = n_global if num_targets is None else num_targets
     if not isinstance(m, int) or m < 1:
@@ -580,7 +557,7 @@ def classification_loss(
       labels: ``[N]`` int in [0, C).
       label_smoothing: weight of the uniform distribution in the target (0: none).
     """
-    logits = _float_array(logits, "logits", 2)
+    logits = float_array(logits, "logits", 2)
     labels = _int_labels(labels, "labels", logits.shape[0])
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1); got {label_smoothing!r}.")
@@ -596,7 +573,7 @@ def quantization_loss(
     codes: jax.Array, *, mask: jax.Array | None = None, axis_name: parallel.AxisName = None
 ) -> jax.Array:
     """Mean over valid rows and bits of ``(|z| - 1)^2``: the usual pull to +-1 (e.g. DPSH)."""
-    codes = _float_array(codes, "codes", 2)
+    codes = float_array(codes, "codes", 2)
     w = _mask_weights(mask, codes.shape[0], codes.dtype)
     return _masked_mean(jnp.mean((jnp.abs(codes) - 1.0) ** 2, axis=1), w, axis_name)
 
@@ -605,7 +582,7 @@ def bit_balance_loss(
     codes: jax.Array, *, mask: jax.Array | None = None, axis_name: parallel.AxisName = None
 ) -> jax.Array:
     """Mean over bits of the squared batch mean, ``mean_k (mean_i z_ik)^2``: 0 for balanced bits."""
-    codes = _float_array(codes, "codes", 2)
+    codes = float_array(codes, "codes", 2)
     w = _mask_weights(mask, codes.shape[0], codes.dtype)
     total = parallel.global_sum(jnp.sum(w[:, None] * codes, axis=0), axis_name)
     bit_means = _safe_div(total, parallel.global_sum(jnp.sum(w), axis_name))
