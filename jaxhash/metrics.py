@@ -619,12 +619,20 @@ def _pass_options(mesh, axis_name, query_block, database_block) -> dict:
     )
 
 
+def _cut(data: Data, ranking: Ranking, k: int, fill: float, table=None, **pass_options):
+    """The top-k distances and indices, and the tie-boundary statistics at k: from a database
+    pass for ``ties="expected"``, else the constant ``fill`` (which the kernels ignore)."""
+    dist, idx = ranking.distances[:, :k], ranking.indices[:, :k]
+    if ranking.ties == "expected":
+        boundary = _boundary_stats(data, ranking, [k], table, **pass_options)[:, 0]
+    else:
+        boundary = jnp.full((dist.shape[0], 3), fill)
+    return dist, idx, boundary
+
+
 def average_precisions(data: Data, ranking: Ranking, k: int, **pass_options) -> jax.Array:
     """``[Q]`` AP@k of each query (peer convention; expectation for ``ties="expected"``)."""
-    dist, idx = ranking.distances[:, :k], ranking.indices[:, :k]
-    boundary = jnp.zeros((dist.shape[0], 3))
-    if ranking.ties == "expected":
-        boundary = _boundary_stats(data, ranking, [k], **pass_options)[:, 0]
+    dist, idx, boundary = _cut(data, ranking, k, 0.0, **pass_options)
     return _map_queries(
         (dist, idx, data.query_labels, boundary),
         (data.db_labels,),
@@ -641,10 +649,7 @@ def hierarchical_precisions(
     table = _class_table(table, data, "class_similarity", nonnegative=True)
     if k < 2:
         raise ValueError(f"mAHP@k needs k >= 2 (a trapezoid area over HP@1..HP@k); got k={k}.")
-    dist, idx = ranking.distances[:, :k], ranking.indices[:, :k]
-    boundary = jnp.ones((dist.shape[0], 3))
-    if ranking.ties == "expected":
-        boundary = _boundary_stats(data, ranking, [k], table, **pass_options)[:, 0]
+    dist, idx, boundary = _cut(data, ranking, k, 1.0, table, **pass_options)
     return _map_queries(
         (dist, idx, data.query_labels, boundary),
         (_ideal_sums(data, table, k), data.db_labels, table),
@@ -656,10 +661,7 @@ def hierarchical_precisions(
 
 def relevant_in_top(data: Data, ranking: Ranking, k: int, **pass_options) -> jax.Array:
     """``[Q]`` (expected) number of relevant items among the top k."""
-    dist, idx = ranking.distances[:, :k], ranking.indices[:, :k]
-    boundary = jnp.ones((dist.shape[0], 3))
-    if ranking.ties == "expected":
-        boundary = _boundary_stats(data, ranking, [k], **pass_options)[:, 0]
+    dist, idx, boundary = _cut(data, ranking, k, 1.0, **pass_options)
     return _map_queries(
         (dist, idx, data.query_labels, boundary),
         (data.db_labels,),
