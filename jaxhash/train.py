@@ -387,6 +387,7 @@ def run(
     total_steps = _total_steps(config, info)
     model = build_model(config, len(info.class_names))
     optimizer = make_optimizer(config.optim, total_steps)
+    schedule = learning_rate_schedule(config.optim, total_steps)  # for the logs
     class_distances = None
     if config.loss.w_sim and not (info.has_captions and config.data.caption_embeddings):
         if info.hierarchy is None:
@@ -434,9 +435,7 @@ def run(
                 values = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
                 elapsed = time.perf_counter() - window_start
                 values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
-                values["learning_rate"] = float(
-                    learning_rate_schedule(config.optim, total_steps)(step - 1)
-                )
+                values["learning_rate"] = float(schedule(step - 1))
                 writer.write(step, values)
                 if bar is not None:
                     bar.set_postfix(
