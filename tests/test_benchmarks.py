@@ -1,0 +1,114 @@
+"""The benchmark suite's smoke run (quick sizes) and the reproduction study on a tiny subset."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as suite
+from benchmarks import reproduce_cifar100 as study
+from benchmarks import scaling
+from tests.conftest import shared_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_slug():
+    assert suite.device_slug("NVIDIA H200") == "nvidia-h200"
+    assert suite.device_slug("cpu") == "cpu"
+    assert suite.device_slug("TPU v5 lite") == "tpu-v5-lite"
+
+
+def test_suite_quick_runs_every_benchmark(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    written = (tmp_path / "cpu_quick.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in written]
+    assert rows == [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    by_module = {name: [r for r in rows if r["module"] == name] for name in suite.SUITE}
+    for name, members in by_module.items():
+        assert members, f"{name} left no line"
+        assert all(r.get("status") != "failed" for r in members), members
+        timed = [r for r in members if "median_ms" in r]
+        skipped = [r for r in members if r.get("status") == "skipped"]
+        assert timed or skipped, f"{name}: neither timings nor a skip reason"
+    for r in (r for r in rows if "median_ms" in r):
+        assert r["median_ms"] > 0 and r["suite"] == "quick" and r["device"] == "cpu"
+        if r["reference"] is not None and "speedup" in r and r["speedup"] is not None:
+            assert r["speedup"] > 0
+    # The core hot paths never skip: they need nothing optional.
+    for name in ("losses", "knn", "retrieval", "train_step"):
+        assert any("median_ms" in r for r in by_module[name]), name
+
+
+def test_suite_reports_a_failing_benchmark(tmp_path, monkeypatch):
+    monkeypatch.setitem(suite.SUITE, "losses", ((), {"quick": ["--no-such-flag"]}))
+    code = suite.main(["--quick", "--only", "losses", "--out", str(tmp_path)])
+    assert code == 1
+    (line,) = [json.loads(x) for x in (tmp_path / "unknown_quick.jsonl").read_text().splitlines()]
+    assert line["status"] == "failed" and "no-such-flag" in line["reason"]
+
+
+def test_reproduction_row_on_the_subset(tmp_path):
+    npz = shared_data("cifar100_subset", "cifar100_subset60.npz")
+    out = tmp_path / "study.json"
+    args = ["--data", str(npz), "--workdir", str(tmp_path / "runs"), "--out", str(out)]
+    args += ["--data-dir", str(tmp_path / "tfds"), "--epochs", "0.11"]
+    study.main([*args, "--rows", "paper,16,1,zeroshot"])
+    (row,) = json.loads(out.read_text())
+    assert (row["method"], row["bits"], row["seed"], row["protocol"]) == (
+        "paper",
+        16,
+        1,
+        "zero_shot",
+    )
+    assert row["num_queries"] == row["num_database"] == 200  # 20 held-out classes x 10 images
+    assert row["steps"] == 3  # ceil(0.11 * 4000 seen-class images / 256)... at least 2
+    for metrics in (row["metrics"], row["real_valued"]["euclidean"], row["random_codes"]):
+        for prefix in study.METRICS:
+            assert any(name.startswith(prefix) for name in metrics), (prefix, metrics)
+    k = "mAP@199"  # 200 candidates, self excluded: the cut-off lowered to 199
+    assert row["gap_cosine_minus_hamming"][k] == pytest.approx(
+        row["real_valued"]["cosine"][k] - row["metrics"][k], abs=1e-6
+    )
+    # A rerun skips the rows already written; the table: the row, then random codes.
+    study.main([*args, "--rows", "paper,16,1,zeroshot"])
+    assert json.loads(out.read_text()) == [row]
+    table = study.table([row]).splitlines()
+    assert len(table) == 2 + 2 and table[2].startswith("| zero-shot | 16 | paper | 1 |")
+    assert table[3].startswith("| zero-shot | 16 | random codes |")
+
+
+def test_reproduction_rejects_a_missing_data_file(tmp_path):
+    with pytest.raises(SystemExit):
+        study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "o.json")])
+
+
+def test_fit_exponent_recovers_power_laws():
+    sizes = [256, 512, 1024, 2048, 4096]
+    assert scaling.fit_exponent(sizes, [3e-6 * s**2 for s in sizes]) == pytest.approx(2.0)
+    times = [5.0, 5.0, 5.0, 8.0, 16.0]  # flat overhead, then linear
+    assert scaling.fit_exponent(sizes, times, fit_from=2048) == pytest.approx(1.0)
+    assert scaling.fit_exponent(sizes, times, fit_from=4096) is None  # one point: no fit
+
+
+def test_scaling_quick_study(tmp_path):
+    out = tmp_path / "scaling.json"
+    scaling.main(["--quick", "--skip", "devices", "--out", str(out)])
+    result = json.loads(out.read_text())
+    impls = {(f["study"], f["impl"]) for f in result["fits"]}
+    assert ("scaling.batch", "hashing_loss") in impls and ("scaling.batch", "knn_k1") in impls
+    assert ("scaling.database", "hamming_topk") in impls
+    for f in result["fits"]:
+        assert len(f["sizes"]) == len(f["median_ms"]) == 2 and min(f["median_ms"]) > 0
+    rows = scaling.device_study([2], batch=32, width=8)  # 2 fake devices in a fresh process
+    assert [(r["impl"], r["size"]) for r in rows] == [("train_step", 2)]
+    assert "| batch | hashing_loss |" in scaling.table(result)
