@@ -17,25 +17,19 @@ from pathlib import Path
 
 
 def _trained(workdir: str):
-    """Config, data info, model, mesh and the restored state of a run folder."""
+    """A run folder's config, data info, model, mesh and last checkpoint (``train.RunSetup``)."""
     import ml_collections
 
-    from jaxhash import data, train
-    from jaxhash.config import validate_config
+    from jaxhash import train
 
     config_path = Path(workdir) / "config.json"
     if not config_path.exists():
         raise SystemExit(f"{workdir} has no config.json: train into it first (jaxhash train).")
-    config = validate_config(ml_collections.ConfigDict(json.loads(config_path.read_text())))
-    info = data.get_dataset_info(config)
-    mesh = train.make_mesh()
-    model = train.build_model(config, len(info.class_names))
-    optimizer = train.make_optimizer(config.optim, 1)
-    state = train.create_state(config, model, optimizer, info.image_shape, mesh)
-    restored = train.restore_latest(train.checkpoint_manager(workdir, config), state)
-    if restored is None:
+    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    setup = train.restore_run(config, workdir)
+    if setup.restored_step is None:
         raise SystemExit(f"{workdir} has no checkpoint: train into it first (jaxhash train).")
-    return config, info, model, mesh, restored
+    return setup
 
 
 def _summary(report: dict | None, workdir: str) -> None:
@@ -98,17 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "evaluate":
         from jaxhash import train
 
-        config, info, model, mesh, state = _trained(args.workdir)
-        _summary(train.evaluate_state(config, info, model, state, mesh, args.workdir), args.workdir)
+        run = _trained(args.workdir)
+        report = train.evaluate_state(
+            run.config, run.info, run.model, run.state, run.mesh, args.workdir
+        )
+        _summary(report, args.workdir)
     elif args.command == "encode":
         import numpy as np
 
         from jaxhash import retrieval, train
 
-        config, info, model, mesh, state = _trained(args.workdir)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        run = _trained(args.workdir)
+        variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
         codes, _, ids, _ = train.encode_split(
-            config, model, variables, mesh, args.split or info.eval_split
+            run.config, run.model, variables, run.mesh, args.split or run.info.eval_split
         )
         packed = np.asarray(retrieval.pack_codes(codes))
         np.save(args.out, packed)

@@ -722,7 +722,8 @@ def encode(
         outputs.append(out[np.flatnonzero(keep)] if not keep.all() else out)
     if not outputs:
         raise ValueError("batches yielded no examples.")
-    return jnp.concatenate([jax.device_put(o, jax.devices()[0]) for o in outputs], axis=0)
+    device = jax.local_devices()[0]  # jax.devices()[0] may be another process's
+    return jnp.concatenate([jax.device_put(o, device) for o in outputs], axis=0)
 
 
 @functools.lru_cache(maxsize=32)

@@ -13,6 +13,10 @@ device instead). Checkpoints are orbax, every ``config.train.checkpoint_every`` 
 the end; rerunning the same command resumes from the last one and yields the same batches,
 keys and parameters as an uninterrupted run. A step whose loss is not finite is not applied:
 the run stops naming the step and the term, and the last checkpoint stays the last good one.
+``restore_run`` rebuilds a run folder's model and newest state (``run`` and the command line's
+``evaluate``/``encode`` share it). With several processes (``config.distributed``) each host
+encodes its share of the evaluation data and every host scores the gathered codes
+(:func:`evaluate_state`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -297,6 +301,52 @@ def save(manager, state: TrainState) -> None:
     manager.save(int(state.step), args=ocp.args.StandardSave(state.as_dict()), force=True)
 
 
+class RunSetup(NamedTuple):
+    """A run folder's pieces, shared by training it and evaluating it (:func:`restore_run`)."""
+
+    config: Any  # the validated ml_collections.ConfigDict
+    info: Any  # jaxhash.data.DatasetInfo
+    mesh: Mesh
+    model: models.HashingModel
+    optimizer: optax.GradientTransformation
+    total_steps: int
+    manager: Any  # orbax CheckpointManager of workdir/checkpoints
+    state: TrainState  # replicated over mesh: the newest checkpoint's, else the initial one
+    restored_step: int | None  # the checkpoint's step; None when workdir has none yet
+
+
+def restore_run(config, workdir: str | os.PathLike, *, mesh: Mesh | None = None) -> RunSetup:
+    """Data info, model, optimiser, checkpoint manager and newest state of a run folder.
+
+    :func:`run` trains from it; ``jaxhash evaluate`` and ``jaxhash encode`` evaluate it. The
+    state is built replicated over ``mesh`` (default: all devices) and the last checkpoint in
+    ``workdir/checkpoints`` restored onto it (``restored_step`` None: none yet, the initial
+    state). With several processes call :func:`initialize_distributed` first (``run`` does).
+    """
+    from jaxhash import data
+
+    config = validate_config(config)
+    mesh = mesh or make_mesh()
+    info = data.get_dataset_info(config)
+    total_steps = _total_steps(config, info)
+    model = build_model(config, len(info.class_names))
+    optimizer = make_optimizer(config.optim, total_steps)
+    state = create_state(config, model, optimizer, info.image_shape, mesh)
+    manager = checkpoint_manager(workdir, config)
+    restored = restore_latest(manager, state)
+    return RunSetup(
+        config=config,
+        info=info,
+        mesh=mesh,
+        model=model,
+        optimizer=optimizer,
+        total_steps=total_steps,
+        manager=manager,
+        state=state if restored is None else restored,
+        restored_step=None if restored is None else int(restored.step),
+    )
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -381,12 +431,12 @@ def run(
     primary = jax.process_index() == 0
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = mesh or make_mesh()
     start_time = time.time()
-    info = data.get_dataset_info(config)
-    total_steps = _total_steps(config, info)
-    model = build_model(config, len(info.class_names))
-    optimizer = make_optimizer(config.optim, total_steps)
+    setup = restore_run(config, workdir, mesh=mesh)
+    config, info, mesh, model = setup.config, setup.info, setup.mesh, setup.model
+    state, manager, total_steps = setup.state, setup.manager, setup.total_steps
+    if setup.restored_step is not None:
+        log.info("resumed from step %d", setup.restored_step)
     schedule = learning_rate_schedule(config.optim, total_steps)  # for the logs
     class_distances = None
     if config.loss.w_sim and not (info.has_captions and config.data.caption_embeddings):
@@ -397,14 +447,8 @@ def run(
             )
         class_distances = info.hierarchy.distance(config.loss.similarity)
     loss_fn = make_loss_fn(config, mesh, class_distances)
-    train_step = make_train_step(model, optimizer, loss_fn, mesh)
+    train_step = make_train_step(model, setup.optimizer, loss_fn, mesh)
 
-    state = create_state(config, model, optimizer, info.image_shape, mesh)
-    manager = checkpoint_manager(workdir, config)
-    restored = restore_latest(manager, state)
-    if restored is not None:
-        state = restored
-        log.info("resumed from step %d", int(state.step))
     if primary:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     writer = MetricWriter(workdir, bool(config.train.tensorboard), enabled=primary)
@@ -480,16 +524,46 @@ def run(
 # ----------------------------------------------------------------------------- evaluation
 
 
+def _process_mesh(mesh: Mesh) -> Mesh:
+    """The devices of ``mesh`` on this process (``mesh`` itself when there is one process)."""
+    return mesh if jax.process_count() == 1 else mesh.local_mesh
+
+
+def _process_local(tree):
+    """Replicated global arrays as this process's copy (evaluation runs per process)."""
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree_util.tree_map(local, tree)
+
+
 def encode_split(config, model, variables, mesh, split, subset="all"):
     """Outputs ``[N, K]`` (float32), labels ``[N]`` (None for caption data), example ids
-    ``[N]`` and caption embeddings ``[N, E]`` (None unless the batches carry them), in order."""
-    from jaxhash import data, retrieval
+    ``[N]`` and caption embeddings ``[N, E]`` (None unless the batches carry them), in order.
+
+    One process: the global batches of ``data.eval_batches`` sharded over ``mesh``. Several
+    processes: each encodes its own share of the split (``data.host_eval_batches``: a
+    contiguous range, the same number of padded batches on every host) on its devices of
+    ``mesh``, with no collective per batch; :func:`jaxhash.parallel.process_concat` then joins
+    the de-padded rows in process order, which is the one-process order, so every process
+    returns the same full arrays.
+    """
+    from jaxhash import data, parallel, retrieval
 
     fields: dict[str, list] = {"label": [], "id": [], "caption_embedding": []}
     batch_size = int(config.eval.batch_size or config.batch_size)
+    multi_process = jax.process_count() > 1
+    if multi_process:
+        mesh, variables = _process_mesh(mesh), _process_local(variables)
+        source = data.host_eval_batches(config, split, batch_size, subset=subset)
+    else:
+        source = data.eval_batches(config, split, mesh, batch_size, subset=subset)
 
     def batches():
-        for batch in data.eval_batches(config, split, mesh, batch_size, subset=subset):
+        for batch in source:
             valid = np.asarray(batch["mask"])
             for name, values in fields.items():
                 if name in batch:
@@ -500,11 +574,16 @@ def encode_split(config, model, variables, mesh, split, subset="all"):
         return model.apply(variables, images, train=False)["codes"]
 
     codes = retrieval.encode(apply_fn, variables, batches(), mesh=mesh, axis_name=DATA_AXIS)
-    labels, ids, embeddings = (
-        np.concatenate(fields[name]) if fields[name] else None
-        for name in ("label", "id", "caption_embedding")
+    arrays = {"codes": np.asarray(codes)}
+    arrays.update({name: np.concatenate(values) for name, values in fields.items() if values})
+    if multi_process:
+        arrays = parallel.process_concat(arrays)
+    return (
+        arrays["codes"],
+        arrays.get("label"),
+        arrays.get("id"),
+        arrays.get("caption_embedding"),
     )
-    return np.asarray(codes), labels, ids, embeddings
 
 
 def _caption_targets(embeddings) -> tuple[np.ndarray, np.ndarray]:
@@ -540,10 +619,16 @@ def evaluate_state(
     rule), ``real_valued`` (the same metrics ranked by cosine distance of the outputs: the
     binarisation gap), ``baselines.random_codes`` (uniform random codes of the same length),
     the config, the code length and the wall time; ``run_dir/eval/`` the full report and plots.
+
+    Several processes (every one must call it): each encodes its share and all receive the
+    full codes (:func:`encode_split`); each then ranks and scores them on its own devices of
+    ``mesh``, so there is no collective in the metrics and every process returns the same
+    report. Only process 0 writes files.
     """
     from jaxhash import evaluate
 
     run_dir = Path(run_dir)
+    primary = jax.process_index() == 0
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     split = config.eval.split or info.eval_split
     codes, labels, _, embeddings = encode_split(config, model, variables, mesh, split)
@@ -574,8 +659,8 @@ def evaluate_state(
         rankings=tuple(config.eval.rankings),
         baseline=bool(config.eval.baseline),
         seed=int(config.seed),
-        run_dir=run_dir / "eval",
-        mesh=mesh,
+        run_dir=run_dir / "eval" if primary else None,
+        mesh=_process_mesh(mesh),
         axis_name=DATA_AXIS,
         **query,
     )
@@ -609,8 +694,9 @@ def evaluate_state(
     }
     if "random_codes" in rows:
         report["baselines"] = {"random_codes": rows["random_codes"]["summary"]}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
 

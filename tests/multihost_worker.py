@@ -1,11 +1,14 @@
-"""One process of the two-process training check in tests/test_multihost.py (not a test).
+"""One process of the two-process check in tests/test_multihost.py (not a test).
 
     python tests/multihost_worker.py PROCESS_ID PORT WORKDIR DATA_DIR
 
-Two CPU devices per process, collectives over gloo on loopback; process 0 writes the final
-parameters to WORKDIR/params.npz.
+Two CPU devices per process, collectives over gloo on loopback. Trains and evaluates
+``multihost_config``; process 0 writes the final parameters to WORKDIR/params.npz, and each
+process P writes the report it returned (WORKDIR/metrics_P.json) and the evaluation codes,
+labels and ids that ``encode_split`` gathered from both processes (WORKDIR/gathered_P.npz).
 """
 
+import json
 import os
 import sys
 
@@ -16,23 +19,54 @@ import jax
 import numpy as np
 
 from jaxhash import config as config_lib
-from jaxhash import train
+from jaxhash import data, parallel, train
+from jaxhash.config import validate_config
+
+
+def multihost_config(data_dir: str):
+    """The quick demo with an end-of-run evaluation whose batches end padded on every host."""
+    config = config_lib.demo_config("quick")
+    config.data.data_dir = data_dir
+    config.eval.batch_size = 24  # 256 test images: 12 rows per host and batch, the last short
+    config.eval.rankings = ["hamming"]  # one metrics row keeps the test short
+    config.eval.baseline = False
+    return config
+
+
+def check_process_concat() -> None:
+    """Ragged rows (2 on process 0, 3 on process 1), int64 beyond int32 and bools, joined."""
+    p = jax.process_index()
+    rows = np.arange(p + 2, dtype=np.int64) + 10 * p + 2**40
+    joined = parallel.process_concat({"rows": rows, "flags": rows % 2 == 0})
+    want = np.array([0, 1, 10, 11, 12], np.int64) + 2**40
+    np.testing.assert_array_equal(joined["rows"], want)
+    np.testing.assert_array_equal(joined["flags"], want % 2 == 0)
+    assert joined["rows"].dtype == np.int64 and joined["flags"].dtype == np.bool_
 
 
 def main() -> None:
     process_id, port, workdir, data_dir = sys.argv[1:5]
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = data_dir
-    config.eval.at_end = False
+    config = multihost_config(data_dir)
     config.distributed.initialize = True
     config.distributed.coordinator_address = f"127.0.0.1:{port}"
     config.distributed.num_processes = 2
     config.distributed.process_id = int(process_id)
-    state, _ = train.run(config, workdir, progress=False)
+    state, report = train.run(config, workdir, progress=False)
     assert jax.process_count() == 2 and len(jax.devices()) == 4
-    if jax.process_index() == 0:
+    check_process_concat()
+    p = jax.process_index()
+    if p == 0:
         leaves = jax.tree_util.tree_leaves(jax.device_get(state.params))
         np.savez(os.path.join(workdir, "params.npz"), *leaves)
+    with open(os.path.join(workdir, f"metrics_{p}.json"), "w") as f:
+        json.dump(report["metrics"], f)
+    info = data.get_dataset_info(config)
+    model = train.build_model(config, len(info.class_names))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    codes, labels, ids, _ = train.encode_split(
+        validate_config(config), model, variables, train.make_mesh(), info.eval_split
+    )
+    np.savez(os.path.join(workdir, f"gathered_{p}.npz"), codes=codes, labels=labels, ids=ids)
 
 
 if __name__ == "__main__":

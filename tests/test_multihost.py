@@ -1,8 +1,10 @@
-"""Two CPU processes on loopback (jax.distributed, gloo) train like one process.
+"""Two CPU processes on loopback (jax.distributed, gloo) train and evaluate like one process.
 
 The quick demo config runs once in this process on a 4-device mesh, and once as two
 processes of 2 devices each (tests/multihost_worker.py): same global batches (host-count
-invariant input order), same loss trajectory and final parameters to float tolerance.
+invariant input order), same loss trajectory and final parameters to float tolerance. The
+two-process evaluation gathers both hosts' codes: in the one-process order and equal to this
+process's codes of the same checkpoint, so its report equals this process's report of it.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ def test_two_processes_match_one(tmp_path):
     if len(jax.devices()) < 4:
         pytest.skip("needs 4 devices in this process")
     data_dir = str(tmp_path / "tfds")
-    config = config_lib.demo_config("quick")
+    config = config_lib.demo_config("quick")  # as multihost_worker.multihost_config
     config.data.data_dir = data_dir
-    config.eval.at_end = False
+    config.eval.batch_size = 24
+    config.eval.rankings = ["hamming"]
+    config.eval.baseline = False
     one = tmp_path / "one"
-    state, _ = train.run(config, one, progress=False, mesh=train.make_mesh(jax.devices()[:4]))
+    mesh = train.make_mesh(jax.devices()[:4])
+    state, one_report = train.run(config, one, progress=False, mesh=mesh)
 
     two = tmp_path / "two"
     port = str(_free_port())
@@ -81,3 +86,31 @@ def test_two_processes_match_one(tmp_path):
     assert len(leaves) == len(want)
     for got, expected in zip(leaves, want, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-3)
+
+    # Evaluation: the two-process checkpoint encoded here gives the codes both processes
+    # gathered, row for row, and the report they wrote.
+    setup = train.restore_run(config, two, mesh=mesh)
+    assert setup.restored_step == config.train.steps
+    variables = {"params": setup.state.params, "batch_stats": setup.state.batch_stats}
+    codes, labels, ids, _ = train.encode_split(
+        setup.config, setup.model, variables, mesh, setup.info.eval_split
+    )
+    assert len(ids) == setup.info.num_eval and len(np.unique(ids)) == len(ids)
+    for p in range(2):
+        with np.load(two / f"gathered_{p}.npz") as gathered:
+            np.testing.assert_array_equal(gathered["ids"], ids)
+            np.testing.assert_array_equal(gathered["labels"], labels)
+            np.testing.assert_array_equal(np.sign(gathered["codes"]), np.sign(codes))
+            np.testing.assert_allclose(gathered["codes"], codes, rtol=1e-4, atol=1e-5)
+    here = train.evaluate_state(
+        setup.config, setup.info, setup.model, setup.state, mesh, tmp_path / "here"
+    )
+    two_report = json.loads((two / "report.json").read_text())
+    assert two_report["num_database"] == len(ids)
+    assert two_report["metrics"] == here["metrics"]  # same codes, stable ties
+    for p in range(2):  # every process returned the report process 0 wrote
+        assert json.loads((two / f"metrics_{p}.json").read_text()) == two_report["metrics"]
+    # The one-process run's parameters agree to ~1e-2, so its codes and metrics nearly do.
+    assert one_report["metrics"].keys() == two_report["metrics"].keys()
+    for name, value in one_report["metrics"].items():
+        assert two_report["metrics"][name] == pytest.approx(value, abs=0.05), name
