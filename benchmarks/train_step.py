@@ -8,7 +8,9 @@ what one writes first, ``jax.jit`` of ``value_and_grad`` of ``benchmarks.losses.
 shard_map (the state donated too, so only the loss and the step's bookkeeping differ). Same
 model, optimiser (``train.make_optimizer``), initial state, batch and key. Random data of real
 shapes: images float32 ``[B, 32, 32, 3]`` (``[B, 224, 224, 3]`` with the ImageNet stem), labels
-in [0, 100), a random symmetric 100 x 100 class-distance table with zero diagonal.
+in [0, 100), a random symmetric 100 x 100 class-distance table with zero diagonal
+(``benchmarks.random_data``; ``benchmarks.train_step_torch`` times the same step in PyTorch,
+eager and compiled, on the same numbers).
 
 Each line gives the step time (compile excluded; the state threaded through the repeats; the
 mean of two medians of repeats timed in A-B-B-A order, both in ``round_ms``), images per
@@ -20,6 +22,7 @@ step; the loss matters at large batches (see benchmarks/losses.py).
 
     python -m benchmarks.train_step          # small CNN, width 16 and 32, batch 128 and 256
     python -m benchmarks.train_step --full   # adds ResNet-18 at batch 512, bfloat16 and float32
+    python -m benchmarks.train_step --resnet-only --batch 8 --dtype float32   # a CPU check
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ from jax.sharding import PartitionSpec as P
 
 from benchmarks.common import emit, time_fn
 from benchmarks.losses import reference_hashing
+from benchmarks.random_data import NUM_CLASSES, train_step_inputs
 from jaxhash import train
 from jaxhash.config import default_config, validate_config
 
-NUM_CLASSES = 100
 REFERENCE = "reference_naive_flax"
 # Length of the learning-rate schedule (warm-up, cosine decay); the timed steps are a few of it.
 SCHEDULE_STEPS = 10_000
@@ -79,26 +82,18 @@ def check_reference_matches(config) -> None:
         raise ValueError(f"the reference implements the default loss only; config has {differ}.")
 
 
-def class_distance_table(classes: int, rng: np.random.Generator) -> np.ndarray:
-    """Random symmetric ``[C, C]`` distances in [0.2, 1] with a zero diagonal."""
-    table = rng.uniform(0.2, 1.0, (classes, classes))
-    table = (table + table.T) / 2
-    np.fill_diagonal(table, 0.0)
-    return table.astype(np.float32)
+def make_inputs(config, mesh) -> tuple[np.ndarray, dict]:
+    """The class-distance table and a batch of the config's shapes, sharded over the data axis.
 
-
-def make_batch(config, mesh, rng: np.random.Generator) -> dict:
-    """Images and labels of the config's shapes, sharded over the mesh's data axis."""
+    ``benchmarks.random_data.train_step_inputs``: the PyTorch benchmark draws the same numbers.
+    """
     side = 224 if config.model.stem == "imagenet" else 32
     batch = config.batch_size
     devices = mesh.devices.size
     if batch % devices:
         raise ValueError(f"batch {batch} must be a multiple of the {devices} devices.")
-    host = {
-        "image": rng.normal(size=(batch, side, side, 3)).astype(np.float32),
-        "label": rng.integers(0, NUM_CLASSES, batch).astype(np.int32),
-    }
-    return jax.device_put(host, NamedSharding(mesh, P(train.DATA_AXIS)))
+    table, host = train_step_inputs(batch, side)
+    return table, jax.device_put(host, NamedSharding(mesh, P(train.DATA_AXIS)))
 
 
 def make_reference_step(model, optimizer, table):
@@ -146,9 +141,7 @@ def same_kl_targets(key, batch: int, bits: int) -> bool:
 def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, stem: str, mesh):
     config = make_config(model_name, width, batch, bits, dtype, stem)
     check_reference_matches(config)
-    rng = np.random.default_rng(0)
-    table = class_distance_table(NUM_CLASSES, rng)
-    data = make_batch(config, mesh, rng)
+    table, data = make_inputs(config, mesh)
     key = jax.random.key(1)
 
     model = train.build_model(config, NUM_CLASSES)
@@ -226,16 +219,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, nargs="+", default=[16, 32], help="small CNN")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--full", action="store_true", help="add ResNet-18 at batch 512")
+    parser.add_argument(
+        "--resnet-only",
+        action="store_true",
+        help="only ResNet-18, at --batch (e.g. --resnet-only --batch 8 on a CPU)",
+    )
     parser.add_argument("--stem", choices=("cifar", "imagenet"), default="cifar", help="ResNet")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=("bfloat16", "float32"),
+        default=["bfloat16", "float32"],
+        help="ResNet-18 compute dtypes",
+    )
     args = parser.parse_args(argv)
     mesh = train.make_mesh()
-    cases = [
-        ("small_cnn", width, batch, "float32", "cifar")
-        for width in args.width
-        for batch in args.batch
-    ]
-    if args.full:
-        cases += [("resnet18", 0, 512, dtype, args.stem) for dtype in ("bfloat16", "float32")]
+    if args.resnet_only:
+        cases = [
+            ("resnet18", 0, batch, dtype, args.stem) for batch in args.batch for dtype in args.dtype
+        ]
+    else:
+        cases = [
+            ("small_cnn", width, batch, "float32", "cifar")
+            for width in args.width
+            for batch in args.batch
+        ]
+    if args.full and not args.resnet_only:
+        cases += [("resnet18", 0, 512, dtype, args.stem) for dtype in args.dtype]
     for model_name, width, batch, dtype, stem in cases:
         run_case(model_name, width, batch, args.bits, dtype, stem, mesh)
 

@@ -19,22 +19,59 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from jaxhash.data.config import DATASETS, DataConfig, data_config, default_config
-from jaxhash.data.pipeline import (
-    eval_batches,
-    example_uniforms,
-    host_eval_batches,
-    host_range,
-    host_train_batches,
-    prefetch,
-    to_global,
-    train_dataset,
-    train_iterator,
-)
-from jaxhash.data.sources import DatasetNotFoundError, MemorySplit, Source, open_source
 from jaxhash.semantics.hierarchy import ClassHierarchy
+
+if TYPE_CHECKING:
+    from jaxhash.data.pipeline import (
+        eval_batches,
+        example_uniforms,
+        host_eval_batches,
+        host_range,
+        host_train_batches,
+        prefetch,
+        to_global,
+        train_dataset,
+        train_iterator,
+    )
+    from jaxhash.data.sources import DatasetNotFoundError, MemorySplit, Source, open_source
+
+# The pipeline and the sources import TensorFlow: they load on first use, so that the config
+# (and ``jaxhash.config``, the trainer's step and the benchmarks built on them) works where
+# TensorFlow is not installed, e.g. an accelerator image that trains from arrays.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "eval_batches",
+            "example_uniforms",
+            "host_eval_batches",
+            "host_range",
+            "host_train_batches",
+            "prefetch",
+            "to_global",
+            "train_dataset",
+            "train_iterator",
+        ),
+        "pipeline",
+    ),
+    **dict.fromkeys(("DatasetNotFoundError", "MemorySplit", "Source", "open_source"), "sources"),
+}
+_SUBMODULES = ("augment", "builders", "captions", "pipeline", "sources", "synthetic", "tf_setup")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 # Counts of the ImageNet-100 hashing subset in ILSVRC2012 (jaxhash/semantics/data/README.md):
 # all train images of its 100 classes, and their 5,000 validation images.
@@ -114,6 +151,8 @@ def _count(source: Source, split: str, subset: str) -> int | None:
 def get_dataset_info(config) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``config`` (prepares the data set if it must, see
     :func:`open_source`; raises :class:`DatasetNotFoundError` at once if it is absent)."""
+    from jaxhash.data.sources import open_source
+
     source = open_source(config)
     cfg = source.config
     dim = None
@@ -146,6 +185,8 @@ def get_dataset_info(config) -> DatasetInfo:
 def load_split(config, split: str) -> MemorySplit:
     """A split in host memory, row ``i`` = example id ``i`` (to map retrieval results back:
     ``images``, raw ``labels``, ``file_names``, ``captions``)."""
+    from jaxhash.data.sources import open_source
+
     return open_source(config).load(split)
 
 
