@@ -20,7 +20,7 @@ The argument is ``method,bits[,seed[,zeroshot]]``. Methods (the loss weights of 
 
 The weights 3 and 0.1 are the demo's (the paper's are not public); 0.1 for the quantization
 term keeps it on the scale of the KL term's pull. ``zeroshot`` trains without the 20
-held-out classes of ``configs/cifar100_zeroshot.py`` (the last fine class of each superclass:
+held-out classes of ``configs/cifar100_zeroshot.py`` (``known.cifar100_zero_shot_classes``:
 whale, trout, tulip, plate, sweet_pepper, television, wardrobe, cockroach, wolf, skyscraper,
 sea, kangaroo, skunk, worm, woman, turtle, squirrel, willow_tree, train, tractor) and
 retrieves among their 2,000 test images.
@@ -33,6 +33,7 @@ Every row: the table in README.md and benchmarks/results/reproduce_cifar100.json
 """
 
 from jaxhash.config import default_config
+from jaxhash.semantics.known import cifar100_zero_shot_classes
 
 EPOCHS = 3.0
 METHODS = {  # (w_ce, w_sim, w_kl, w_quant)
@@ -48,16 +49,6 @@ METHODS = {  # (w_ce, w_sim, w_kl, w_quant)
     "paper_tanh": (1.0, 3.0, 0.1, 0.0),
     "sim_kl_tanh": (0.0, 3.0, 0.1, 0.0),
 }
-
-
-def held_out_classes() -> list[str]:
-    """The zero-shot classes: the last fine class of each superclass (as cifar100_zeroshot)."""
-    from jaxhash.semantics.known import CIFAR100_CLASSES, CIFAR100_COARSE_OF_FINE
-
-    last = {}
-    for name, coarse in zip(CIFAR100_CLASSES, CIFAR100_COARSE_OF_FINE, strict=True):
-        last[coarse] = name
-    return [last[c] for c in sorted(last)]
 
 
 def get_config(arg: str = "paper,64"):
@@ -92,6 +83,6 @@ def get_config(arg: str = "paper,64"):
     c.data.name = "cifar100"
     c.data.hierarchy = "wordnet"
     if zero_shot:
-        c.data.holdout_classes = held_out_classes()
+        c.data.holdout_classes = cifar100_zero_shot_classes()
         c.eval.protocol = "zero_shot"
     return c

@@ -10,16 +10,7 @@ Hardware, runtime and result: not yet measured.
 """
 
 from jaxhash.config import default_config
-from jaxhash.semantics.known import CIFAR100_CLASSES, CIFAR100_COARSE_OF_FINE
-
-HELD_OUT = tuple(
-    [
-        name
-        for name, coarse in zip(CIFAR100_CLASSES, CIFAR100_COARSE_OF_FINE, strict=True)
-        if coarse == superclass
-    ][-1]
-    for superclass in range(20)
-)
+from jaxhash.semantics.known import cifar100_zero_shot_classes
 
 
 def get_config(bits: str = "64"):
@@ -33,6 +24,6 @@ def get_config(bits: str = "64"):
     c.train.epochs = 100.0
     c.train.checkpoint_every = 1000
     c.data.name = "cifar100"
-    c.data.holdout_classes = list(HELD_OUT)
+    c.data.holdout_classes = cifar100_zero_shot_classes()
     c.eval.protocol = "zero_shot"
     return c

@@ -268,6 +268,18 @@ def _tsv_rows(name: str) -> list[list[str]]:
 
 
 @functools.cache
+def cifar100_zero_shot_classes() -> list[str]:
+    """The 20 zero-shot CIFAR-100 classes: the last fine class (label order) of each superclass.
+
+    Every superclass keeps seen relatives, so retrieval among these classes is helped by the
+    hierarchy targets only through what the codes learned from those relatives.
+    """
+    last = {}
+    for name, coarse in zip(CIFAR100_CLASSES, CIFAR100_COARSE_OF_FINE, strict=True):
+        last[coarse] = name
+    return [last[c] for c in sorted(last)]
+
+
 def cifar100_synsets() -> dict[str, str]:
     """CIFAR-100 class name -> WordNet 3.0 noun synset name, chosen by hand (label order)."""
     rows = _tsv_rows("cifar100_synsets.tsv")
