@@ -24,11 +24,12 @@ import datetime
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.common import device_slug
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDNET = ROOT.parent / "shared" / "data" / "wordnet"
@@ -76,11 +77,6 @@ SUITE: dict[str, tuple[tuple[str, ...], dict[str, list[str]]]] = {
         },
     ),
 }
-
-
-def device_slug(device: str) -> str:
-    """ "NVIDIA H200" -> "nvidia-h200"; "cpu" -> "cpu"."""
-    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") or "unknown"
 
 
 def _git_commit() -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -14,6 +15,12 @@ def device_name() -> str:
     """e.g. "cpu", "NVIDIA H200" (the kind of the first device)."""
     device = jax.devices()[0]
     return device.platform if device.platform == "cpu" else device.device_kind
+
+
+def device_slug(device: str | None = None) -> str:
+    """A file-name form of a device name: "NVIDIA H200" -> "nvidia-h200" (default: this one)."""
+    device = device_name() if device is None else device
+    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") or "unknown"
 
 
 def time_fn(

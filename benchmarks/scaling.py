@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import device_name, time_fn
+from benchmarks.common import device_name, device_slug, time_fn
 from benchmarks.losses import _inputs, reference_hashing
 from benchmarks.retrieval import _faiss_index, _random_packed, faiss_topk
 from jaxhash import losses, retrieval
@@ -212,8 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", action="store_true", help="print the table of --out")
     parser.add_argument("--skip", nargs="*", default=[], choices=("batch", "database", "devices"))
     args = parser.parse_args(argv)
-    slug = device_name().lower().replace(" ", "-")
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"scaling_{slug}.json")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"scaling_{device_slug()}.json")
     if args.table:
         print(table(json.loads(out.read_text())))
         return

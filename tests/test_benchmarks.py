@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as suite
+from benchmarks import common, scaling
 from benchmarks import reproduce_cifar100 as study
-from benchmarks import scaling
 from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_device_slug():
-    assert suite.device_slug("NVIDIA H200") == "nvidia-h200"
-    assert suite.device_slug("cpu") == "cpu"
-    assert suite.device_slug("TPU v5 lite") == "tpu-v5-lite"
+    assert common.device_slug("NVIDIA H200") == "nvidia-h200"
+    assert common.device_slug("cpu") == "cpu"
+    assert common.device_slug("TPU v5 lite") == "tpu-v5-lite"
 
 
 def test_suite_quick_runs_every_benchmark(tmp_path):
