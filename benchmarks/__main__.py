@@ -151,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = [], False
     for name in args.only or SUITE:
         needs, sizes = SUITE[name]
-        extra = list(sizes[level])
-        if name == "semantics" and WORDNET.exists():
-            extra += ["--wordnet", str(WORDNET)]
-        missing = _missing(needs)
-        if name == "semantics" and not WORDNET.exists():
-            missing.append(f"WordNet at {WORDNET}")
+        extra, missing = list(sizes[level]), _missing(needs)
+        if name == "semantics":  # WordNet is data, not a module: ../shared/data/wordnet
+            if WORDNET.exists():
+                extra += ["--wordnet", str(WORDNET)]
+            else:
+                missing.append(f"WordNet at {WORDNET}")
         if missing:
             status = {"status": "skipped", "reason": f"needs {', '.join(missing)}"}
             rows = []
