@@ -1,18 +1,28 @@
-"""The reproduction study: every method on the full CIFAR-100 with one budget, one JSON row each.
+"""The reproduction study: methods and KL forms on the full CIFAR-100, one JSON row each.
 
-    python -m benchmarks.reproduce_cifar100 --data /tmp/cifar100_full.npz
-    python -m benchmarks.reproduce_cifar100 --data ... --rows paper,64,0 ce,64,0   # a subset
+    python -m benchmarks.reproduce_cifar100 --data cifar100.npz --plan    # the whole study
+    python -m benchmarks.reproduce_cifar100 --data ... --rows paper,64,0 ce,64,0 --epochs 15
+    python -m benchmarks.reproduce_cifar100 --table                       # the README table
 
-``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (rebuilt offline as
-``../shared/data/cifar100_full/README.md`` says; never committed). Each row trains
-``configs/cifar100_cpu.py:<method>,<bits>,<seed>[,zeroshot]`` in ``--workdir/<row>`` (a rerun
-resumes from the row's checkpoints and skips rows already in ``--out``), evaluates the test set
-as queries and database (self excluded; the zero-shot rows among the 20 held-out classes only)
-and appends to ``--out`` (``benchmarks/results/reproduce_cifar100.json``): method, bits, seed,
-epochs, steps, wall_s, device, ``metrics`` (sign codes ranked by Hamming distance),
-``real_valued`` (the outputs z ranked by Euclidean and by cosine distance), ``gap`` (real-valued
-cosine minus Hamming, per metric: what binarisation loses) and ``random_codes``.
-``--table`` prints the README table from ``--out`` without training.
+``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (``x_train``, ``y_train_fine``,
+``x_test``, ``y_test_fine``; never committed). Each row trains
+``configs/cifar100_cpu.py:<method>,<bits>,<seed>[,zeroshot]`` for its epochs in
+``--workdir/<row>`` and evaluates the test set as queries and database (self excluded; the
+zero-shot rows among the 20 held-out classes only). A row is (spec, epochs): a rerun resumes a
+row from its checkpoints and skips rows already in ``--out``, so the study can be stopped and
+restarted at any time; every finished row is written at once.
+
+``--plan`` runs the study in two stages. The screen (``SCREEN_EPOCHS`` epochs, seed 0, 64 bits):
+every KL form at a few weights beside ``ce`` and ``ce_sim``. Then the main rows
+(``MAIN_EPOCHS`` epochs): ``ce``, ``ce_sim`` and the screen's winner (the KL form and weight
+with the highest Hamming mAHP@250; ``--winner`` overrides) at three seeds, the winner at 16
+and 32 bits, and the three on the zero-shot protocol.
+
+Row fields: method, kl_form, loss weights, bits, seed, protocol, epochs, steps, wall_s,
+device, ``metrics`` (sign codes ranked by Hamming distance), ``real_valued`` (the outputs z
+ranked by Euclidean and by cosine distance), ``gap_cosine_minus_hamming`` (what binarisation
+loses, per metric), ``random_codes`` and ``train_log`` (the last training log line: every loss
+term and the diagnostics of jaxhash.diagnostics).
 """
 
 from __future__ import annotations
@@ -29,25 +39,54 @@ from jaxhash import train
 from jaxhash.config import load_config_file
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar100_cpu.py"
-ROWS = (
-    # 64 bits, every method, two seeds
-    *[f"{m},64,{s}" for s in (0, 1) for m in ("ce", "ce_quant", "ce_sim", "paper", "sim_kl")],
-    # 16 and 32 bits for cross-entropy only and the paper's loss
-    *[f"{m},{b},0" for b in (16, 32) for m in ("ce", "paper")],
-    # zero-shot: 20 classes never seen in training
-    "ce,64,0,zeroshot",
-    "paper,64,0,zeroshot",
-    # the KL weight lowered to 0.01, or a tanh hash layer (see configs/cifar100_cpu.py)
-    "paper_kl0.01,64,0",
-    "sim_kl0.01,64,0",
-    "paper_tanh,64,0",
-    "sim_kl_tanh,64,0",
+SCREEN_EPOCHS = 5.0
+MAIN_EPOCHS = 15.0
+# The screen, most informative rows first (weights of the per-bit forms are per bit).
+SCREEN = (
+    "ce_sim",
+    "paper-marginal-1",
+    "paper-wkv-0.1",
+    "paper-smoothed_prior-1",
+    "paper-corner-1",
+    "paper-sphere-1",
+    "ce",
+    "paper-marginal-3",
+    "paper-marginal-0.3",
+    "paper-smoothed_prior-0.3",
+    "paper-corner-3",
+    "paper-sphere-0.3",
+    "paper-wkv-0.01",
+    "paper-wkv-0.1-tanh",
+    "paper-smoothed_prior-3",
 )
+
+
+def plan_rows(winner: str) -> list[tuple[str, float]]:
+    """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method."""
+    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in ("ce", "ce_sim", winner)]
+    rows += [f"{winner},{bits},0" for bits in (16, 32)]
+    rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
+    return [(spec, MAIN_EPOCHS) for spec in rows]
+
+
+def screen_winner(rows: list[dict]) -> str | None:
+    """The screened paper method with the best Hamming mAHP@250 (None before the screen ends)."""
+    screened = {
+        r["method"]: r
+        for r in rows
+        if r["epochs"] == SCREEN_EPOCHS and r["protocol"] == "database_is_query"
+    }
+    if any(m not in screened for m in SCREEN):
+        return None
+    candidates = [m for m in SCREEN if m.startswith("paper-")]
+    return max(candidates, key=lambda m: metric(screened[m]["metrics"], "mAHP@"))
+
+
 METRICS = ("mAHP@", "mAP@", "P@100", "mistake_severity")  # cut-offs lowered to the candidates
 
 
-def row_name(spec: str) -> str:
-    return spec.replace(",", "_")
+def row_name(spec: str, epochs: float) -> str:
+    return f"{spec.replace(',', '_')}_e{epochs:g}"
 
 
 def _pick(summary: dict) -> dict:
@@ -63,6 +102,16 @@ def metric(summary: dict, prefix: str) -> float:
     return next(v for k, v in summary.items() if k.startswith(prefix))
 
 
+def _last_train_log(workdir: Path) -> dict:
+    """The last training log line of a run (loss terms and diagnostics), {} if none."""
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    train_lines = [line for line in lines if "loss" in line]
+    return train_lines[-1] if train_lines else {}
+
+
 def run_row(
     spec: str, data: str, workdir: Path, data_dir: str | None, epochs: float | None = None
 ) -> dict:
@@ -73,8 +122,9 @@ def run_row(
         config.train.epochs = epochs
     if data_dir:
         config.data.data_dir = data_dir
+    run_dir = workdir / row_name(spec, float(config.train.epochs))
     start = time.time()
-    state, report = train.run(config, workdir / row_name(spec), progress=False)
+    state, report = train.run(config, run_dir, progress=False)
     wall = time.time() - start
     method, bits, seed, *rest = spec.split(",")
     hamming = _pick(report["metrics"])
@@ -82,6 +132,11 @@ def run_row(
     gap = {k: round(v - hamming[k], 6) for k, v in real.get("cosine", {}).items() if k in hamming}
     return {
         "method": method,
+        "kl_form": config.loss.kl_form if config.loss.w_kl else None,
+        "weights": {
+            name: float(config.loss[f"w_{name}"]) for name in ("ce", "sim", "kl", "quant")
+        },
+        "hash_activation": config.model.hash_activation,
         "bits": int(bits),
         "seed": int(seed),
         "protocol": "zero_shot" if rest else "database_is_query",
@@ -99,6 +154,7 @@ def run_row(
         "real_valued": real,
         "gap_cosine_minus_hamming": gap,
         "random_codes": _pick(report.get("baselines", {}).get("random_codes", {})),
+        "train_log": _last_train_log(run_dir),
         "config": f"configs/cifar100_cpu.py:{spec}",
     }
 
@@ -111,46 +167,63 @@ def _protocol(name: str) -> str:
     return {"database_is_query": "test vs test", "zero_shot": "zero-shot"}.get(name, name)
 
 
+def _kl_cell(row: dict) -> str:
+    if not row.get("kl_form"):
+        return "-"
+    tanh = ", tanh" if row.get("hash_activation") == "tanh" else ""
+    return f"{row['kl_form']} x {row['weights']['kl']:g}{tanh}"
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (method, bits, protocol), seeds averaged (and their spread)."""
+    """Markdown: one line per (epochs, protocol, bits, method), seeds averaged (with spread)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["protocol"], row["bits"], row["method"]), []).append(row)
-    methods = ("ce", "ce_quant", "ce_sim", "paper", "paper_kl0.01", "paper_tanh", "sim_kl")
-    methods += ("sim_kl0.01", "sim_kl_tanh")
-    order = {method: i for i, method in enumerate(methods)}
+        key = (row["epochs"], row["protocol"], row["bits"], row["method"])
+        groups.setdefault(key, []).append(row)
+    fixed = ("ce", "ce_quant", "ce_sim")
     lines = [
-        "| protocol | bits | method | seeds | mAHP@250 | mAP@250 | P@100 | severity | "
-        "mAHP@250 real (cos) | mAP@250 real (cos) | wall s / seed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| epochs | protocol | bits | method | KL term | seeds | mAHP@250 | mAP@250 | P@100 | "
+        "severity | mAHP@250 real (cos) | mAP@250 real (cos) | gap mAP | cos(z, sign z) | "
+        "wall s / seed |",
+        "|" + " --- |" * 15,
     ]
 
     def cell(values: list[float]) -> str:
+        if not values:
+            return "-"
         mean = sum(values) / len(values)
         if len(values) == 1:
             return f"{mean:.3f}"
         return f"{mean:.3f} ± {(max(values) - min(values)) / 2:.3f}"
 
-    keys = sorted(groups, key=lambda k: (k[0] != "database_is_query", k[1], order[k[2]]))
+    def order(key):
+        epochs, protocol, bits, method = key
+        rank = fixed.index(method) if method in fixed else len(fixed)
+        return (-epochs, protocol != "database_is_query", bits, rank, method)
+
+    keys = sorted(groups, key=order)
     for i, key in enumerate(keys):
         members = groups[key]
         m = [r["metrics"] for r in members]
         c = [r["real_valued"].get("cosine", {}) for r in members]
+        logs = [r.get("train_log", {}) for r in members]
+        diag = [log["z_sign_cos"] for log in logs if "z_sign_cos" in log]
         lines.append(
-            f"| {_protocol(key[0])} | {key[1]} | {key[2]} | {len(members)} | "
-            f"{cell([metric(x, 'mAHP@') for x in m])} | {cell([metric(x, 'mAP@') for x in m])} | "
-            f"{cell([x['P@100'] for x in m])} | {cell([x['mistake_severity'] for x in m])} | "
+            f"| {key[0]:g} | {_protocol(key[1])} | {key[2]} | {key[3]} | {_kl_cell(members[0])} | "
+            f"{len(members)} | {cell([metric(x, 'mAHP@') for x in m])} | "
+            f"{cell([metric(x, 'mAP@') for x in m])} | {cell([x['P@100'] for x in m])} | "
+            f"{cell([x['mistake_severity'] for x in m])} | "
             f"{cell([metric(x, 'mAHP@') for x in c])} | {cell([metric(x, 'mAP@') for x in c])} | "
-            f"{sum(r['wall_s'] for r in members) / len(members):.0f} |"
+            f"{cell([metric(r['gap_cosine_minus_hamming'], 'mAP@') for r in members])} | "
+            f"{cell(diag)} | {sum(r['wall_s'] for r in members) / len(members):.0f} |"
         )
-        last_of_block = i + 1 == len(keys) or keys[i + 1][:2] != key[:2]
+        last_of_block = i + 1 == len(keys) or keys[i + 1][:3] != key[:3]
         rc = members[0]["random_codes"]
         if last_of_block and rc:  # uniform random codes of the same length, same queries
             lines.append(
-                f"| {_protocol(key[0])} | {key[1]} | random codes | - | "
+                f"| {key[0]:g} | {_protocol(key[1])} | {key[2]} | random codes | - | - | "
                 f"{metric(rc, 'mAHP@'):.3f} | {metric(rc, 'mAP@'):.3f} | "
-                f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | "
-                "- | - | - |"
+                f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | - | - | - | - | - |"
             )
     return "\n".join(lines)
 
@@ -161,8 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="runs/reproduce_cifar100")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: TFDS's)")
     parser.add_argument("--out", default="benchmarks/results/reproduce_cifar100.json")
-    parser.add_argument("--rows", nargs="*", default=list(ROWS))
-    parser.add_argument("--epochs", type=float, default=None, help="override (smoke tests)")
+    parser.add_argument("--rows", nargs="*", default=[], help="specs method,bits,seed[,zeroshot]")
+    parser.add_argument("--epochs", type=float, default=None, help="epochs of --rows")
+    parser.add_argument("--plan", action="store_true", help="run the screen, then the main rows")
+    parser.add_argument("--winner", default=None, help="the main rows' paper method")
     parser.add_argument("--table", action="store_true", help="print the table of --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -171,19 +246,33 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.data or not Path(args.data).is_file():
         parser.error(
-            f"--data must be the CIFAR-100 .npz; {args.data!r} is not a file. Rebuild it as "
-            "../shared/data/cifar100_full/README.md says."
+            f"--data must be the CIFAR-100 .npz; {args.data!r} is not a file (keys x_train, "
+            "y_train_fine, x_test, y_test_fine; the official 50,000 / 10,000 split)."
         )
-    done = {r["config"].split(":", 1)[1] for r in load_rows(out)}
-    for spec in args.rows:
-        if spec in done:
-            print(f"{spec}: already in {out}, skipped", flush=True)
-            continue
-        row = run_row(spec, args.data, Path(args.workdir), args.data_dir, args.epochs)
-        rows = [r for r in load_rows(out) if r["config"] != row["config"]] + [row]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rows, indent=1) + "\n")
-        print(json.dumps(row), flush=True)
+    if not args.rows and not args.plan:
+        parser.error("give --rows, or --plan for the whole study.")
+
+    def run(specs: list[tuple[str, float | None]]) -> None:
+        for spec, epochs in specs:
+            done = {(r["config"].split(":", 1)[1], r["epochs"]) for r in load_rows(out)}
+            if epochs is None:
+                epochs = load_config_file(f"{CONFIG}:{spec}").train.epochs
+            if (spec, float(epochs)) in done:
+                print(f"{spec} ({epochs:g} epochs): already in {out}, skipped", flush=True)
+                continue
+            row = run_row(spec, args.data, Path(args.workdir), args.data_dir, epochs)
+            rows = load_rows(out)
+            rows = [r for r in rows if (r["config"], r["epochs"]) != (row["config"], row["epochs"])]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps([*rows, row], indent=1) + "\n")
+            print(json.dumps(row), flush=True)
+
+    run([(spec, args.epochs) for spec in args.rows])
+    if args.plan:
+        run([(f"{m},64,0", SCREEN_EPOCHS) for m in SCREEN])
+        winner = args.winner or screen_winner(load_rows(out))
+        print(f"main rows with {winner}", flush=True)
+        run(plan_rows(winner))
     print(table(load_rows(out)))
 
 

@@ -41,6 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss.similarity = "lcs_height"  # class similarity of the hierarchy: lcs_height, wup, path
     c.loss.normalize = "mean"  # mean, row, none
     c.loss.power = 2.0
+    c.loss.kl_form = "marginal"  # wkv (the paper's literal estimate), sphere, corner,
+    # smoothed_prior, marginal: see jaxhash.losses.binary_kl_loss
+    c.loss.kl_sigma = 0.5  # smoothed_prior: standard deviation of the prior around each corner
+    c.loss.kl_floor = 0.1  # corner: floor on the distance to the nearest corner
+    c.loss.kl_decorrelation = 1.0  # marginal: weight of ||Z^T Z / n - I||^2 / K^2
     c.loss.k = 1  # kNN order of the KL estimate
     c.loss.knn = "global"  # global (all-gathered batch) or per_device
     c.loss.label_smoothing = 0.0
@@ -169,6 +174,7 @@ CHOICES = {
     "loss.similarity": ("lcs_height", "wup", "path"),
     "loss.normalize": ("mean", "row", "none"),
     "loss.knn": ("global", "per_device"),
+    "loss.kl_form": ("wkv", "sphere", "corner", "smoothed_prior", "marginal"),
     "optim.name": ("sgd", "adamw"),
     "eval.protocol": ("database_is_query", "query_database", "zero_shot"),
     "eval.ties": ("stable", "random", "expected"),
@@ -233,5 +239,12 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config key 'batch_size' must be >= 1; got {merged.batch_size}.")
     if merged.model.bits < 1:
         raise ValueError(f"config key 'model.bits' must be >= 1; got {merged.model.bits}.")
+    for name in ("kl_sigma", "kl_floor"):
+        if not merged.loss[name] > 0:
+            raise ValueError(f"config key 'loss.{name}' must be > 0; got {merged.loss[name]}.")
+    if merged.loss.kl_decorrelation < 0:
+        raise ValueError(
+            f"config key 'loss.kl_decorrelation' must be >= 0; got {merged.loss.kl_decorrelation}."
+        )
     data_config(merged)  # raises on a bad data block
     return merged

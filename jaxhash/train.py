@@ -2,7 +2,7 @@
 
 Importable and free of flag parsing (``jaxhash.cli`` is the command line):
 
-    from jaxhash import train
+    from jaxhash import diagnostics, train
     state, report = train.run(config, workdir)      # config: an ml_collections ConfigDict
 
 One mesh over all devices with a "data" axis: batches are sharded over it, parameters and
@@ -38,7 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxhash import losses, models
+from jaxhash import diagnostics, losses, models
 from jaxhash.config import validate_config
 
 log = logging.getLogger(__name__)
@@ -141,22 +141,40 @@ def _loss_weights(config) -> losses.LossWeights:
     )
 
 
-def make_loss_fn(config, mesh: Mesh, class_distances: np.ndarray | None):
+def make_loss_fn(
+    config, mesh: Mesh, class_distances: np.ndarray | None, num_classes: int | None = None
+):
     """``fn(codes, logits, batch, key) -> (loss, metrics)`` over the global batch.
 
     Runs ``hashing_loss`` under ``jax.shard_map`` over the data axis. Targets: caption
-    embeddings when the batch has them, else the class-distance table of the hierarchy.
+    embeddings when the batch has them, else the class-distance table of the hierarchy. The
+    metrics also hold ``diagnostics.code_diagnostics`` of the batch (within/between-class
+    Hamming distances when the batch has class labels and ``num_classes`` (or the table) is
+    known).
     """
     weights = _loss_weights(config)
     per_device_kl = config.loss.knn == "per_device"
     hashing_weights = weights._replace(kl=0.0) if per_device_kl else weights
     table = None if class_distances is None else jnp.asarray(class_distances, jnp.float32)
-    options = dict(
+    kl_options = dict(
+        form=config.loss.kl_form,
         k=int(config.loss.k),
+        sigma=float(config.loss.kl_sigma),
+        floor=float(config.loss.kl_floor),
+        decorrelation=float(config.loss.kl_decorrelation),
+    )
+    options = dict(
+        kl_form=kl_options["form"],
+        k=kl_options["k"],
+        kl_sigma=kl_options["sigma"],
+        kl_floor=kl_options["floor"],
+        kl_decorrelation=kl_options["decorrelation"],
         normalize=config.loss.normalize,
         power=float(config.loss.power),
         label_smoothing=float(config.loss.label_smoothing),
     )
+    if num_classes is None and table is not None:
+        num_classes = int(table.shape[0])
 
     def local(codes, logits, labels, mask, embeddings, key):
         if embeddings is not None:
@@ -181,11 +199,21 @@ def make_loss_fn(config, mesh: Mesh, class_distances: np.ndarray | None):
             loss, metrics = jnp.zeros((), jnp.float32), {}
         if per_device_kl and weights.kl:
             device_key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
-            kl = losses.binary_kl_terms(codes, device_key, k=options["k"], mask=mask)
+            kl = losses.binary_kl_terms(codes, device_key, mask=mask, **kl_options)
             kl = jax.tree_util.tree_map(lambda x: jax.lax.pmean(x, DATA_AXIS), kl)
-            metrics.update(kl=kl.estimate, kl_log_nu=kl.mean_log_nu, kl_log_rho=kl.mean_log_rho)
-            loss = loss + weights.kl * kl.estimate
+            metrics.update(kl)
+            loss = loss + weights.kl * kl["kl"]
             metrics["loss"] = loss
+        with_classes = bool(num_classes) and embeddings is None
+        metrics.update(
+            diagnostics.code_diagnostics(
+                codes,
+                labels if with_classes else None,
+                mask=mask,
+                num_classes=num_classes if with_classes else None,
+                axis_name=DATA_AXIS,
+            )
+        )
         return loss, metrics
 
     def loss_fn(codes, logits, batch, key):
@@ -446,7 +474,7 @@ def run(
                 "config.loss.w_sim = 0, or use data with a hierarchy (or caption embeddings)."
             )
         class_distances = info.hierarchy.distance(config.loss.similarity)
-    loss_fn = make_loss_fn(config, mesh, class_distances)
+    loss_fn = make_loss_fn(config, mesh, class_distances, info.num_classes or None)
     train_step = make_train_step(model, setup.optimizer, loss_fn, mesh)
 
     if primary:

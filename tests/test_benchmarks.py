@@ -83,8 +83,13 @@ def test_reproduction_row_on_the_subset(tmp_path):
     study.main([*args, "--rows", "paper,16,1,zeroshot"])
     assert json.loads(out.read_text()) == [row]
     table = study.table([row]).splitlines()
-    assert len(table) == 2 + 2 and table[2].startswith("| zero-shot | 16 | paper | 1 |")
-    assert table[3].startswith("| zero-shot | 16 | random codes |")
+    assert len(table) == 2 + 2
+    assert table[2].startswith("| 0.11 | zero-shot | 16 | paper | marginal x 1 | 1 |")
+    assert table[3].startswith("| 0.11 | zero-shot | 16 | random codes |")
+    # The row records the KL form, the weights and the last training log line.
+    assert row["kl_form"] == "marginal" and row["weights"]["kl"] == 1.0
+    for name in ("loss", "kl", "kl_w2", "z_norm", "z_sign_cos", "within_class_hamming"):
+        assert name in row["train_log"], name
 
 
 def test_reproduction_rejects_a_missing_data_file(tmp_path):

@@ -23,11 +23,14 @@ def _jit(fn, *static):
 relaxed_hamming = jax.jit(losses.relaxed_hamming)
 similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
 knn_kl_divergence = _jit(losses.knn_kl_divergence, "k", "axis_name")
-binary_kl_loss = _jit(losses.binary_kl_loss, "k", "num_targets", "axis_name")
+KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
+binary_kl_loss = _jit(losses.binary_kl_loss, *KL_STATIC)
 classification_loss = _jit(losses.classification_loss, "axis_name")
 quantization_loss = _jit(losses.quantization_loss, "axis_name")
 bit_balance_loss = _jit(losses.bit_balance_loss, "axis_name")
-hashing_loss = _jit(losses.hashing_loss, "weights", "k", "normalize", "power", "axis_name")
+hashing_loss = _jit(
+    losses.hashing_loss, "weights", "kl_form", "k", "normalize", "power", "axis_name"
+)
 
 NORMALIZE = ("mean", "row", "none")
 
@@ -529,35 +532,41 @@ def test_knn_kl_bad_inputs(n, m, dx, dy, k, name):
 
 
 def test_binary_kl_loss_is_kl_to_rademacher():
-    """binary_kl_loss = knn_kl_divergence to rademacher samples; num_targets defaults to n."""
+    """The "wkv" form = knn_kl_divergence to rademacher samples; num_targets defaults to n."""
     codes = _codes(60, 40, 8)
     key = jax.random.key(3)
     y40 = jax.random.rademacher(key, (40, 8), jnp.float32)
     y25 = jax.random.rademacher(key, (25, 8), jnp.float32)
     mask = jnp.asarray(_mask(61, 40))
     np.testing.assert_allclose(
-        float(binary_kl_loss(codes, key)), float(knn_kl_divergence(codes, y40)), rtol=1e-5
+        float(binary_kl_loss(codes, key, form="wkv")),
+        float(knn_kl_divergence(codes, y40)),
+        rtol=1e-5,
     )
     np.testing.assert_allclose(
-        float(binary_kl_loss(codes, key, k=2, num_targets=25, mask=mask)),
+        float(binary_kl_loss(codes, key, form="wkv", k=2, num_targets=25, mask=mask)),
         float(knn_kl_divergence(codes, y25, k=2, mask=mask)),
         rtol=1e-5,
     )
     np.testing.assert_allclose(
-        float(binary_kl_loss(codes, key, k=2, num_targets=25, mask=mask)),
+        float(binary_kl_loss(codes, key, form="wkv", k=2, num_targets=25, mask=mask)),
         kl_oracle(codes, np.asarray(y25), 2, np.asarray(mask))[0],
         rtol=1e-4,
     )
 
 
-def test_binary_kl_loss_prefers_spread_binary_codes():
+@pytest.mark.parametrize("form", losses.KL_FORMS)
+def test_binary_kl_loss_prefers_spread_binary_codes(form):
     """Codes near distinct hypercube corners score lower than codes collapsed near one point."""
     r = _rng(62)
     key = jax.random.key(4)
     corners = np.where(r.random((64, 8)) < 0.5, -1.0, 1.0)
     spread = (corners + 0.05 * r.standard_normal((64, 8))).astype(np.float32)
     collapsed = (corners[0] + 0.05 * r.standard_normal((64, 8))).astype(np.float32)
-    assert float(binary_kl_loss(spread, key)) + 1.0 < float(binary_kl_loss(collapsed, key))
+    margin = 1.0 if form == "wkv" else 0.1  # nats, or nats per bit
+    assert float(binary_kl_loss(spread, key, form=form)) + margin < float(
+        binary_kl_loss(collapsed, key, form=form)
+    )
 
 
 # ----------------------------------------------------------------------------- simple losses
@@ -625,6 +634,7 @@ def test_hashing_loss_is_weighted_sum():
         labels=labels,
         targets=targets,
         weights=w,
+        kl_form="wkv",
         k=2,
         normalize="row",
         power=1.5,
@@ -633,7 +643,7 @@ def test_hashing_loss_is_weighted_sum():
     terms = {
         "ce": classification_loss(logits, labels, mask=jm),
         "sim": similarity_loss(codes, targets, normalize="row", power=1.5, mask=jm),
-        "kl": binary_kl_loss(codes, key, k=2, mask=jm),
+        "kl": binary_kl_loss(codes, key, form="wkv", k=2, mask=jm),
         "quant": quantization_loss(codes, mask=jm),
         "balance": bit_balance_loss(codes, mask=jm),
     }
@@ -657,7 +667,8 @@ def test_hashing_loss_default_weights_and_zero_weights():
     key = jax.random.key(6)
     targets = ClassTargets(jnp.asarray(labels), jnp.asarray(cd))
     loss, metrics = hashing_loss(codes, key, logits=logits, labels=labels, targets=targets)
-    assert {"loss", "ce", "sim", "kl", "kl_log_nu", "kl_log_rho"} <= set(metrics)
+    assert losses.DEFAULT_KL_FORM == "marginal"
+    assert {"loss", "ce", "sim", "kl", "kl_w2", "kl_decorrelation"} <= set(metrics)
     want = (
         classification_loss(logits, labels)
         + similarity_loss(codes, targets)
@@ -688,7 +699,9 @@ def test_hashing_loss_missing_input_raises(drop, name):
     kw[drop] = None
     key = kw.pop("key")
     with pytest.raises(ValueError, match=name):
-        losses.hashing_loss(codes, key, **kw)
+        losses.hashing_loss(codes, key, kl_form="wkv", **kw)
+    if drop == "key":  # the default (marginal) form draws no samples: no key needed
+        losses.hashing_loss(codes, None, **kw)
 
 
 # ----------------------------------------------------------------------------- multi-device
@@ -749,13 +762,14 @@ def test_knn_kl_sharded(mesh4):
     _check_sharded(mesh4, fn, (x, y, mask), (P("data"),) * 3, argnums=(0, 1))
 
 
-def test_binary_kl_loss_sharded(mesh4):
-    """binary_kl_loss over 4 devices equals one device (so num_targets defaults to 32, not 8)."""
+@pytest.mark.parametrize("form", losses.KL_FORMS)
+def test_binary_kl_loss_sharded(mesh4, form):
+    """Every KL form over 4 devices equals one device (wkv: num_targets defaults to 32, not 8)."""
     codes = _codes(95, 32)
     mask = jnp.asarray(_mask(96, 32))
 
     def fn(codes, key, mask, axis_name):
-        return binary_kl_loss(codes, key, mask=mask, axis_name=axis_name)
+        return binary_kl_loss(codes, key, form=form, k=2, mask=mask, axis_name=axis_name)
 
     _check_sharded(mesh4, fn, (codes, jax.random.key(8), mask), (P("data"), P(), P("data")))
 

@@ -86,16 +86,21 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     """The loss per step on a 4-device mesh equals the 1-device one (global batch)."""
     if len(jax.devices()) < 4:
         pytest.skip("needs 4 devices")
+    # The literal kNN form: the default (marginal) form's gradient jumps where two outputs swap
+    # rank, and its first steps are large, so float32 rounding grows faster from step 3 on
+    # (2e-4 at step 4); every form's value and gradient on 4 devices are tested in
+    # test_losses.py::test_binary_kl_loss_sharded.
+    changes = {"eval.at_end": False, "loss.kl_form": "wkv"}
     one = tmp_path / "one"
     train.run(
-        _quick(data_dir, **{"eval.at_end": False}),
+        _quick(data_dir, **changes),
         one,
         progress=False,
         mesh=train.make_mesh(jax.devices()[:1]),
     )
     four = tmp_path / "four"
     train.run(
-        _quick(data_dir, **{"eval.at_end": False}),
+        _quick(data_dir, **changes),
         four,
         progress=False,
         mesh=train.make_mesh(jax.devices()[:4]),
