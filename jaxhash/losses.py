@@ -18,6 +18,11 @@ its arguments at trace time (``ValueError`` naming the argument), takes an optio
 the batch split over that mesh axis, it gathers or sums what it needs so that value and
 gradients equal the single-device result on the global batch. The paper's exact constants are
 not public; every choice is an argument with a documented default.
+
+Inputs that cannot be checked at trace time have a defined value: under ``jax.jit`` a batch with
+too few valid rows (all masked; fewer than k + 1 for the kNN terms) or labels outside [0, C)
+give NaN, which the trainer stops on, naming the term. Concrete inputs (called outside jit)
+get a ValueError instead.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxhash import parallel
@@ -43,17 +49,40 @@ _NORM_EPS = 1e-24  # as torch.nn.functional.normalize: norms floored at 1e-12
 # ----------------------------------------------------------------------------- validation
 
 
-def _int_labels(labels, name: str, n: int) -> jax.Array:
+def _concrete(x) -> bool:
+    """True for a value known at trace time (not a tracer under jit, grad or shard_map)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _int_labels(labels, name: str, n: int, num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """``(labels as int32 [n], number of labels outside [0, num_classes))``.
+
+    Concrete labels out of range raise a ValueError naming ``name``; traced ones cannot be
+    checked at trace time, so the caller turns its value into NaN when the count is not 0.
+    """
     labels = jnp.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(f"{name} must have shape [{n}] (one per row); got {labels.shape}.")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"{name} must hold integer class indices; got dtype {labels.dtype}.")
-    return labels.astype(jnp.int32)
+    if _concrete(labels):
+        values = np.asarray(labels)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{name} must lie in [0, {num_classes}) (one of the {num_classes} classes); got "
+                f"values from {low} to {high}."
+            )
+    labels = labels.astype(jnp.int32)
+    return labels, jnp.sum((labels < 0) | (labels >= num_classes))
 
 
 def _mask_weights(mask, n: int, dtype) -> jax.Array:
-    """``[n]`` weights in {0, 1}: 1 for valid rows (all rows when ``mask`` is None)."""
+    """``[n]`` weights in {0, 1}: 1 for valid rows (all rows when ``mask`` is None).
+
+    A concrete mask that selects no row is a ValueError; a traced one cannot be checked, and
+    the losses return NaN when no row of the global batch is valid (see :func:`_defined`).
+    """
     if mask is None:
         return jnp.ones((n,), dtype)
     mask = jnp.asarray(mask)
@@ -61,7 +90,22 @@ def _mask_weights(mask, n: int, dtype) -> jax.Array:
         raise ValueError(f"mask must have shape [{n}] (one flag per row); got {mask.shape}.")
     if mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a bool array; got dtype {mask.dtype}.")
+    if _concrete(mask) and not np.asarray(mask).any():
+        raise ValueError("mask selects no row (every row is padding): pass at least one valid row.")
     return mask.astype(dtype)
+
+
+def _defined(value: jax.Array, w: jax.Array, axis_name, *, min_rows: int = 1, invalid=0):
+    """``value``, or NaN when the global batch has fewer than ``min_rows`` valid rows or
+    ``invalid`` (a count of bad inputs, e.g. labels out of range) is not 0.
+
+    The documented value for what cannot be checked at trace time: the trainer stops on a
+    non-finite term and names it, instead of training on a plausible wrong number.
+    """
+    n_valid = parallel.global_sum(jnp.sum(w), axis_name)
+    bad = parallel.global_sum(jnp.asarray(invalid, jnp.int32), axis_name)
+    ok = (n_valid >= min_rows) & (bad == 0)
+    return jnp.where(ok, value, jnp.nan)
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -152,23 +196,26 @@ class _RowStats(NamedTuple):
     dt: jax.Array  # sum_j d_ij D_ij
 
 
-def _check_targets(targets, n: int, axis_name) -> Targets:
-    """Validate and cast targets for ``n`` local rows; targets never carry gradients."""
+def _check_targets(targets, n: int, axis_name) -> tuple[Targets, jax.Array | int]:
+    """Validated targets for ``n`` local rows (never carrying gradients), and the number of
+    labels out of range (traced ClassTargets labels; see :func:`_int_labels`)."""
     if isinstance(targets, ClassTargets):
-        labels = _int_labels(targets.labels, "target_distances.labels", n)
         table = float_array(targets.class_distances, "target_distances.class_distances", 2)
         if table.shape[0] != table.shape[1]:
             raise ValueError(
                 f"target_distances.class_distances must be square [C, C]; got {table.shape}."
             )
-        return ClassTargets(labels, lax.stop_gradient(table))
+        labels, invalid = _int_labels(
+            targets.labels, "target_distances.labels", n, table.shape[0]
+        )
+        return ClassTargets(labels, lax.stop_gradient(table)), invalid
     if isinstance(targets, EmbeddingTargets):
         emb = float_array(targets.embeddings, "target_distances.embeddings", 2)
         if emb.shape[0] != n:
             raise ValueError(
                 f"target_distances.embeddings must have {n} rows (one per code); got {emb.shape}."
             )
-        return EmbeddingTargets(lax.stop_gradient(emb))
+        return EmbeddingTargets(lax.stop_gradient(emb)), 0
     dense = float_array(targets, "target_distances", 2)
     global_n = n * parallel.axis_size(axis_name)
     if dense.shape != (n, global_n):
@@ -178,7 +225,7 @@ def _check_targets(targets, n: int, axis_name) -> Targets:
             "Pass a [N, N] matrix, ClassTargets(labels, class_distances) or "
             "EmbeddingTargets(embeddings)."
         )
-    return lax.stop_gradient(dense)
+    return lax.stop_gradient(dense), 0
 
 
 def _row_stats(unit: jax.Array, w: jax.Array, targets: Targets, axis_name) -> _RowStats:
@@ -323,7 +370,7 @@ def similarity_loss(
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int or None; got {block_size!r}.")
     w = _mask_weights(mask, n, codes.dtype)
-    targets = _check_targets(target_distances, n, axis_name)
+    targets, invalid = _check_targets(target_distances, n, axis_name)
 
     unit = _unit_rows(codes)
     stats = _row_stats(unit, w, targets, axis_name)
@@ -345,7 +392,8 @@ def similarity_loss(
         total = jnp.maximum(jnp.sum(per_row), 0.0)
     else:
         total = _blocked_sum(unit, w, targets, scale_d, scale_t, power, block_size, axis_name)
-    return _safe_div(parallel.global_sum(total, axis_name), num_pairs)
+    loss = _safe_div(parallel.global_sum(total, axis_name), num_pairs)
+    return _defined(loss, w, axis_name, min_rows=2, invalid=invalid)
 
 
 def _blocked_sum(unit, w, targets, scale_d, scale_t, power, block_size, axis_name):
@@ -392,46 +440,61 @@ class KLTerms(NamedTuple):
     mean_log_rho: jax.Array  # mean log distance to the k-th nearest other output
 
 
-def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
-    """Wang-Kulkarni-Verdu terms for local rows ``x`` against global targets ``y_all``."""
-    n_local, dim = x.shape
-    n_global = n_local * parallel.axis_size(axis_name)
-    if y_all.shape[1] != dim:
-        raise ValueError(f"x and y must have the same width; got {dim} and {y_all.shape[1]}.")
+def _log_distance(sq_distance: jax.Array, eps: float) -> jax.Array:
+    """log of a distance from its square, floored at ``eps``: duplicates give 0 distances,
+    and the gradient of sqrt at 0 is never taken."""
+    return 0.5 * jnp.log(jnp.maximum(sq_distance, jnp.asarray(eps * eps, sq_distance.dtype)))
+
+
+def _check_k(k, w: jax.Array, axis_name) -> int:
+    """``k`` as an int with 1 <= k < n (rho needs k other rows; a concrete mask: valid rows)."""
+    n_global = w.shape[0] * parallel.axis_size(axis_name)
     k = as_int(k, "k")
     if not 1 <= k < n_global:
         raise ValueError(
             f"k must be an int with 1 <= k < n = {n_global} (rho needs k other rows); got {k!r}."
         )
-    if k > y_all.shape[0]:
-        raise ValueError(f"k must be <= m = {y_all.shape[0]} target samples; got k={k}.")
-    x_all = parallel.all_gather_batch(x, axis_name)
-    w_all = parallel.all_gather_batch(w, axis_name)
-    knn = dict(block_size=block_size)
+    if axis_name is None and _concrete(w) and not k < int(np.asarray(w).sum()):
+        raise ValueError(
+            f"k must be < the number of valid (unmasked) rows, {int(np.asarray(w).sum())}; got "
+            f"k={k}."
+        )
+    return k
+
+
+def _log_rho(z, w, k, eps, block_size, axis_name) -> jax.Array:
+    """``[n]`` log distance from each local row to its k-th nearest other valid row (global)."""
     rho2 = kth_neighbor_sq_distances(
-        x,
-        x_all,
+        z,
+        parallel.all_gather_batch(z, axis_name),
         k,
         exclude_self=True,
-        query_offset=parallel.batch_offset(n_local, axis_name),
-        points_mask=w_all > 0,
-        **knn,
+        query_offset=parallel.batch_offset(z.shape[0], axis_name),
+        points_mask=parallel.all_gather_batch(w, axis_name) > 0,
+        block_size=block_size,
     )
-    nu2 = kth_neighbor_sq_distances(x, y_all.astype(x.dtype), k, **knn)
-    # log of a distance from its square, floored at eps: duplicates give rho = 0, and the
-    # gradient of sqrt at 0 is never taken.
-    floor = jnp.asarray(eps * eps, x.dtype)
-    log_rho = 0.5 * jnp.log(jnp.maximum(rho2, floor))
-    log_nu = 0.5 * jnp.log(jnp.maximum(nu2, floor))
+    return _log_distance(rho2, eps)
+
+
+def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
+    """Wang-Kulkarni-Verdu terms for local rows ``x`` against global targets ``y_all``."""
+    dim = x.shape[1]
+    if y_all.shape[1] != dim:
+        raise ValueError(f"x and y must have the same width; got {dim} and {y_all.shape[1]}.")
+    k = _check_k(k, w, axis_name)
+    if k > y_all.shape[0]:
+        raise ValueError(f"k must be <= m = {y_all.shape[0]} target samples; got k={k}.")
+    log_rho = _log_rho(x, w, k, eps, block_size, axis_name)
+    nu2 = kth_neighbor_sq_distances(x, y_all.astype(x.dtype), k, block_size=block_size)
+    log_nu = _log_distance(nu2, eps)
     n_valid = parallel.global_sum(jnp.sum(w), axis_name)
-    sum_log_nu = parallel.global_sum(jnp.sum(w * log_nu), axis_name)
-    sum_log_rho = parallel.global_sum(jnp.sum(w * log_rho), axis_name)
+    mean_log_nu = _masked_mean(log_nu, w, axis_name)
+    mean_log_rho = _masked_mean(log_rho, w, axis_name)
     estimate = (
-        dim * (sum_log_nu - sum_log_rho) / n_valid
-        + math.log(y_all.shape[0])
-        - jnp.log(n_valid - 1.0)
+        dim * (mean_log_nu - mean_log_rho) + math.log(y_all.shape[0]) - jnp.log(n_valid - 1.0)
     )
-    return KLTerms(estimate, sum_log_nu / n_valid, sum_log_rho / n_valid)
+    estimate = _defined(estimate, w, axis_name, min_rows=k + 1)
+    return KLTerms(estimate, mean_log_nu, mean_log_rho)
 
 
 def knn_kl_divergence(
@@ -522,26 +585,6 @@ def _sign_corner(z: jax.Array) -> jax.Array:
     return lax.stop_gradient(jnp.where(z > 0, 1.0, -1.0).astype(z.dtype))
 
 
-def _log_rho(z, w, k, eps, block_size, axis_name) -> jax.Array:
-    """``[n]`` log distance from each local row to its k-th nearest other valid row (global)."""
-    n_global = z.shape[0] * parallel.axis_size(axis_name)
-    k = as_int(k, "k")
-    if not 1 <= k < n_global:
-        raise ValueError(
-            f"k must be an int with 1 <= k < n = {n_global} (rho needs k other rows); got {k!r}."
-        )
-    rho2 = kth_neighbor_sq_distances(
-        z,
-        parallel.all_gather_batch(z, axis_name),
-        k,
-        exclude_self=True,
-        query_offset=parallel.batch_offset(z.shape[0], axis_name),
-        points_mask=parallel.all_gather_batch(w, axis_name) > 0,
-        block_size=block_size,
-    )
-    return 0.5 * jnp.log(jnp.maximum(rho2, jnp.asarray(eps * eps, z.dtype)))
-
-
 def _log_corner_mass(z: jax.Array, p_one: float) -> jax.Array:
     """``[n]`` log probability of each row's nearest corner under independent bits."""
     return jnp.sum(jnp.where(z > 0, math.log(p_one), math.log1p(-p_one)), axis=1)
@@ -559,6 +602,7 @@ def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name) -> dict:
     the log finite and sets the smallest distance worth paying for). Returns D / K.
     """
     dim = z.shape[1]
+    k = _check_k(k, w, axis_name)
     corner = _sign_corner(z)
     nu2 = jnp.sum((z - corner) ** 2, axis=1) + floor * floor
     log_nu = 0.5 * jnp.log(nu2)
@@ -567,7 +611,7 @@ def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name) -> dict:
     n = parallel.global_sum(jnp.sum(w), axis_name)
     estimate = _masked_mean(per_row, w, axis_name) + math.log(k) - jnp.log(n - 1.0)
     return {
-        "kl": estimate / dim,
+        "kl": _defined(estimate / dim, w, axis_name, min_rows=k + 1),
         "kl_log_nu": _masked_mean(log_nu, w, axis_name),
         "kl_log_rho": _masked_mean(log_rho, w, axis_name),
     }
@@ -589,6 +633,7 @@ def _smoothed_prior_terms(z, w, *, k, p_one, sigma, eps, block_size, axis_name) 
     t lowers -H by K log t while CE grows like K (t - 1)^2 / (2 s^2)). Returns values per bit.
     """
     dim = z.shape[1]
+    k = _check_k(k, w, axis_name)
     n = parallel.global_sum(jnp.sum(w), axis_name)
     log_rho = _log_rho(z, w, k, eps, block_size, axis_name)
     log_unit_ball = 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim + 1.0)
@@ -606,7 +651,7 @@ def _smoothed_prior_terms(z, w, *, k, p_one, sigma, eps, block_size, axis_name) 
     )
     cross_entropy = -_masked_mean(jnp.sum(log_q, axis=1), w, axis_name)
     return {
-        "kl": (cross_entropy - entropy) / dim,
+        "kl": _defined((cross_entropy - entropy) / dim, w, axis_name, min_rows=k + 1),
         "kl_entropy": entropy / dim,
         "kl_cross_entropy": cross_entropy / dim,
     }
@@ -647,7 +692,7 @@ def _marginal_terms(z, w, *, p_one, decorrelation, axis_name) -> dict:
         off = _safe_div(moment, n) - jnp.eye(dim, dtype=z.dtype)
         terms["kl_decorrelation"] = jnp.sum(off * off) / (dim * dim)
         value = value + decorrelation * terms["kl_decorrelation"]
-    return {"kl": value, **terms}
+    return {"kl": _defined(value, w, axis_name), **terms}
 
 
 def binary_kl_terms(
@@ -807,7 +852,7 @@ def classification_loss(
       label_smoothing: weight of the uniform distribution in the target (0: none).
     """
     logits = float_array(logits, "logits", 2)
-    labels = _int_labels(labels, "labels", logits.shape[0])
+    labels, invalid = _int_labels(labels, "labels", logits.shape[0], logits.shape[1])
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1); got {label_smoothing!r}.")
     log_probs = jax.nn.log_softmax(logits, axis=-1)
@@ -815,7 +860,7 @@ def classification_loss(
     if label_smoothing:
         nll = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
     w = _mask_weights(mask, logits.shape[0], logits.dtype)
-    return _masked_mean(nll, w, axis_name)
+    return _defined(_masked_mean(nll, w, axis_name), w, axis_name, invalid=invalid)
 
 
 def quantization_loss(
@@ -824,7 +869,8 @@ def quantization_loss(
     """Mean over valid rows and bits of ``(|z| - 1)^2``: the usual pull to +-1 (e.g. DPSH)."""
     codes = float_array(codes, "codes", 2)
     w = _mask_weights(mask, codes.shape[0], codes.dtype)
-    return _masked_mean(jnp.mean((jnp.abs(codes) - 1.0) ** 2, axis=1), w, axis_name)
+    value = _masked_mean(jnp.mean((jnp.abs(codes) - 1.0) ** 2, axis=1), w, axis_name)
+    return _defined(value, w, axis_name)
 
 
 def bit_balance_loss(
@@ -835,7 +881,7 @@ def bit_balance_loss(
     w = _mask_weights(mask, codes.shape[0], codes.dtype)
     total = parallel.global_sum(jnp.sum(w[:, None] * codes, axis=0), axis_name)
     bit_means = _safe_div(total, parallel.global_sum(jnp.sum(w), axis_name))
-    return jnp.mean(bit_means**2)
+    return _defined(jnp.mean(bit_means**2), w, axis_name)
 
 
 # ----------------------------------------------------------------------------- the total

@@ -818,3 +818,57 @@ def test_hashing_loss_sharded(mesh4):
     args = (codes, logits, jax.random.key(9), labels, dense, mask)
     specs = (P("data"), P("data"), P(), P("data"), P("data"), P("data"))
     _check_sharded(mesh4, fn, args, specs, argnums=(0, 1), has_aux=True)
+
+
+# ----------------------------------------------------------------------------- invalid batches
+
+
+def _invalid_cases():
+    codes, logits, labels, cd = _hashing_inputs(101, 8, 4)
+    table = jnp.asarray(cd)
+    return {
+        "sim": lambda lab, m: losses.similarity_loss(codes, ClassTargets(lab, table), mask=m),
+        "ce": lambda lab, m: losses.classification_loss(logits, lab, mask=m),
+        "quant": lambda lab, m: losses.quantization_loss(codes, mask=m),
+        "balance": lambda lab, m: losses.bit_balance_loss(codes, mask=m),
+        **{
+            form: lambda lab, m, form=form: losses.binary_kl_loss(
+                codes, jax.random.key(0), form=form, mask=m
+            )
+            for form in losses.KL_FORMS
+        },
+    }, jnp.asarray(labels), logits.shape[1]
+
+
+@pytest.mark.parametrize("term", ["sim", "ce", "quant", "balance", *losses.KL_FORMS])
+def test_all_masked_batch_is_an_error_or_nan_under_jit(term):
+    """A batch with no valid row: ValueError for a concrete mask, NaN (never a number) traced."""
+    cases, labels, _ = _invalid_cases()
+    fn = cases[term]
+    none = jnp.zeros(labels.shape, bool)
+    with pytest.raises(ValueError, match="mask selects no row"):
+        fn(labels, none)
+    assert np.isnan(float(jax.jit(fn)(labels, none)))
+    assert np.isfinite(float(jax.jit(fn)(labels, none.at[:3].set(True))))
+
+
+@pytest.mark.parametrize("term", ["sim", "ce"])
+@pytest.mark.parametrize("bad", [-1, "C"])
+def test_labels_out_of_range_are_an_error_or_nan_under_jit(term, bad):
+    """Labels outside [0, C): ValueError naming them when concrete, NaN under jit."""
+    cases, labels, num_classes = _invalid_cases()
+    fn = cases[term]
+    wrong = labels.at[0].set(num_classes if bad == "C" else bad)
+    with pytest.raises(ValueError, match=rf"labels must lie in \[0, {num_classes}\)"):
+        fn(wrong, None)
+    assert np.isnan(float(jax.jit(fn)(wrong, None)))
+    assert np.isfinite(float(jax.jit(fn)(labels, None)))
+
+
+def test_knn_terms_need_more_valid_rows_than_k():
+    codes = _codes(102, 8)
+    mask = jnp.zeros(8, bool).at[:2].set(True)
+    with pytest.raises(ValueError, match="valid"):
+        losses.binary_kl_loss(codes, form="corner", k=2, mask=mask)
+    traced = jax.jit(lambda m: losses.binary_kl_loss(codes, form="corner", k=2, mask=m))
+    assert np.isnan(float(traced(mask)))
