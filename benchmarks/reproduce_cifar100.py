@@ -6,17 +6,20 @@
 
 ``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (``x_train``, ``y_train_fine``,
 ``x_test``, ``y_test_fine``; never committed). Each row trains
-``configs/cifar100_cpu.py:<method>,<bits>,<seed>[,zeroshot]`` for its epochs in
-``--workdir/<row>`` and evaluates the test set as queries and database (self excluded; the
+``configs/<recipe>:<method>,<bits>,<seed>[,zeroshot]`` (``jaxhash.methods``) for its epochs
+in ``--workdir/<row>`` and evaluates the test set as queries and database (self excluded; the
 zero-shot rows among the 20 held-out classes only). A row is (spec, epochs): a rerun resumes a
 row from its checkpoints and skips rows already in ``--out``, so the study can be stopped and
 restarted at any time; every finished row is written at once.
 
-``--plan`` runs the study in two stages. The screen (``SCREEN_EPOCHS`` epochs, seed 0, 64 bits):
-every KL form at a few weights beside ``ce`` and ``ce_sim``. Then the main rows
-(``MAIN_EPOCHS`` epochs): ``ce``, ``ce_sim`` and the screen's winner (the KL form and weight
-with the highest Hamming mAHP@250; ``--winner`` overrides) at three seeds, the winner at 16
-and 32 bits, and the three on the zero-shot protocol.
+``--plan`` runs the study in two stages. The screen (5 epochs, seed 0, 64 bits): every KL form
+at a few weights beside ``ce`` and ``ce_sim``. Then the main rows (15 epochs): ``ce``,
+``ce_sim`` and the screen's winner (the KL form and weight with the highest Hamming mAHP@250;
+``--winner`` overrides) at three seeds, the winner at 16 and 32 bits, and the three on the
+zero-shot protocol. ``--recipe resnet18`` runs the main rows of ``configs/cifar100.py``
+instead (ResNet-18, 200 epochs, for a GPU or TPU; ``paper`` unless ``--winner``);
+``--time-limit M`` stops after M minutes with a checkpoint (exit code 3), and the same command
+continues where it stopped: a long study fits machines lent for minutes at a time.
 
 Row fields: method, kl_form, loss weights, bits, seed, protocol, epochs, steps, wall_s,
 device, ``metrics`` (sign codes ranked by Hamming distance), ``real_valued`` (the outputs z
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -38,9 +42,16 @@ from benchmarks.common import device_name
 from jaxhash import train
 from jaxhash.config import load_config_file
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar100_cpu.py"
-SCREEN_EPOCHS = 5.0
-MAIN_EPOCHS = 15.0
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Recipes: the config file, and the plan's epochs (screen, main rows; no screen: None).
+RECIPES = {
+    "cpu": ("cifar100_cpu.py", 5.0, 15.0),  # the small CNN, width 16, batch 256
+    "resnet18": ("cifar100.py", None, 200.0),  # ResNet-18, bf16, batch 512: a GPU or TPU
+}
+
+
+class Unfinished(Exception):
+    """A row stopped by the time limit (its checkpoints are kept; a rerun continues it)."""
 # The screen, most informative rows first (weights of the per-bit forms are per bit).
 SCREEN = (
     "ce_sim",
@@ -61,20 +72,22 @@ SCREEN = (
 )
 
 
-def plan_rows(winner: str) -> list[tuple[str, float]]:
+def plan_rows(winner: str, epochs: float) -> list[tuple[str, float]]:
     """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method."""
     rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in ("ce", "ce_sim", winner)]
     rows += [f"{winner},{bits},0" for bits in (16, 32)]
     rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
-    return [(spec, MAIN_EPOCHS) for spec in rows]
+    return [(spec, epochs) for spec in rows]
 
 
-def screen_winner(rows: list[dict]) -> str | None:
+def screen_winner(rows: list[dict], config_file: str, epochs: float) -> str | None:
     """The screened paper method with the best Hamming mAHP@250 (None before the screen ends)."""
     screened = {
         r["method"]: r
         for r in rows
-        if r["epochs"] == SCREEN_EPOCHS and r["protocol"] == "database_is_query"
+        if r["epochs"] == epochs
+        and r["protocol"] == "database_is_query"
+        and r["config"].startswith(f"configs/{config_file}:")
     }
     if any(m not in screened for m in SCREEN):
         return None
@@ -113,19 +126,28 @@ def _last_train_log(workdir: Path) -> dict:
 
 
 def run_row(
-    spec: str, data: str, workdir: Path, data_dir: str | None, epochs: float | None = None
+    spec: str,
+    data: str,
+    workdir: Path,
+    data_dir: str | None,
+    epochs: float | None = None,
+    *,
+    config_file: str = "cifar100_cpu.py",
+    time_limit_s: float | None = None,
 ) -> dict:
-    """Train and evaluate one row; return its JSON object."""
-    config = load_config_file(f"{CONFIG}:{spec}")
+    """Train and evaluate one row; return its JSON object (Unfinished: out of time)."""
+    config = load_config_file(f"{CONFIGS / config_file}:{spec}")
     config.data.manual_dir = data
     if epochs is not None:
         config.train.epochs = epochs
     if data_dir:
         config.data.data_dir = data_dir
-    run_dir = workdir / row_name(spec, float(config.train.epochs))
+    run_dir = workdir / row_name(f"{Path(config_file).stem}_{spec}", float(config.train.epochs))
     start = time.time()
-    state, report = train.run(config, run_dir, progress=False)
+    state, report = train.run(config, run_dir, progress=False, time_limit_s=time_limit_s)
     wall = time.time() - start
+    if report is None:
+        raise Unfinished(f"{spec}: stopped at step {int(state.step)} by the time limit")
     method, bits, seed, *rest = spec.split(",")
     hamming = _pick(report["metrics"])
     real = {name: _pick(summary) for name, summary in report["real_valued"].items()}
@@ -155,7 +177,7 @@ def run_row(
         "gap_cosine_minus_hamming": gap,
         "random_codes": _pick(report.get("baselines", {}).get("random_codes", {})),
         "train_log": _last_train_log(run_dir),
-        "config": f"configs/cifar100_cpu.py:{spec}",
+        "config": f"configs/{config_file}:{spec}",
     }
 
 
@@ -238,6 +260,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=None, help="epochs of --rows")
     parser.add_argument("--plan", action="store_true", help="run the screen, then the main rows")
     parser.add_argument("--winner", default=None, help="the main rows' paper method")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="cpu")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="minutes; then stop (a rerun continues)"
+    )
     parser.add_argument("--table", action="store_true", help="print the table of --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -252,27 +278,48 @@ def main(argv: list[str] | None = None) -> None:
     if not args.rows and not args.plan:
         parser.error("give --rows, or --plan for the whole study.")
 
+    config_file, screen_epochs, main_epochs = RECIPES[args.recipe]
+    deadline = None if args.time_limit is None else time.time() + 60 * args.time_limit
+
     def run(specs: list[tuple[str, float | None]]) -> None:
         for spec, epochs in specs:
-            done = {(r["config"].split(":", 1)[1], r["epochs"]) for r in load_rows(out)}
+            done = {(r["config"], r["epochs"]) for r in load_rows(out)}
             if epochs is None:
-                epochs = load_config_file(f"{CONFIG}:{spec}").train.epochs
-            if (spec, float(epochs)) in done:
+                epochs = load_config_file(f"{CONFIGS / config_file}:{spec}").train.epochs
+            if (f"configs/{config_file}:{spec}", float(epochs)) in done:
                 print(f"{spec} ({epochs:g} epochs): already in {out}, skipped", flush=True)
                 continue
-            row = run_row(spec, args.data, Path(args.workdir), args.data_dir, epochs)
+            left = None if deadline is None else deadline - time.time()
+            if left is not None and left <= 0:
+                raise Unfinished("time limit reached")
+            row = run_row(
+                spec,
+                args.data,
+                Path(args.workdir),
+                args.data_dir,
+                epochs,
+                config_file=config_file,
+                time_limit_s=left,
+            )
             rows = load_rows(out)
             rows = [r for r in rows if (r["config"], r["epochs"]) != (row["config"], row["epochs"])]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps([*rows, row], indent=1) + "\n")
             print(json.dumps(row), flush=True)
 
-    run([(spec, args.epochs) for spec in args.rows])
-    if args.plan:
-        run([(f"{m},64,0", SCREEN_EPOCHS) for m in SCREEN])
-        winner = args.winner or screen_winner(load_rows(out))
-        print(f"main rows with {winner}", flush=True)
-        run(plan_rows(winner))
+    try:
+        run([(spec, args.epochs) for spec in args.rows])
+        if args.plan:
+            winner = args.winner
+            if screen_epochs is not None:
+                run([(f"{m},64,0", screen_epochs) for m in SCREEN])
+                winner = winner or screen_winner(load_rows(out), config_file, screen_epochs)
+            winner = winner or "paper"
+            print(f"main rows with {winner}", flush=True)
+            run(plan_rows(winner, main_epochs))
+    except Unfinished as stop:
+        print(f"{stop}: rerun the same command to continue.", flush=True)
+        sys.exit(3)
     print(table(load_rows(out)))
 
 

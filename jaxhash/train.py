@@ -445,12 +445,21 @@ def _bad_terms(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def run(
-    config, workdir: str | os.PathLike, *, mesh: Mesh | None = None, progress: bool = True
+    config,
+    workdir: str | os.PathLike,
+    *,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+    time_limit_s: float | None = None,
 ) -> tuple[TrainState, dict | None]:
     """Train (resuming from ``workdir``'s last checkpoint) and evaluate.
 
+    ``time_limit_s``: stop once this much wall time has passed, after saving a checkpoint;
+    the run is then unfinished (``state.step`` below the total, no evaluation) and a rerun
+    continues it. For schedulers and machines lent for a few minutes at a time.
+
     Returns the final state and the evaluation report (also in ``workdir/report.json``), or
-    None when ``config.eval.at_end`` is False.
+    None when ``config.eval.at_end`` is False or the time limit stopped the run.
     """
     from jaxhash import data
 
@@ -520,9 +529,13 @@ def run(
                 window_start, window_steps = time.perf_counter(), 0
             if bar is not None:
                 bar.update(1)
-            if step % int(config.train.checkpoint_every) == 0 or last:
+            out_of_time = time_limit_s is not None and time.time() - start_time > time_limit_s
+            if step % int(config.train.checkpoint_every) == 0 or last or out_of_time:
                 _check_finite(*pending, manager)
                 save(manager, state)
+            if out_of_time and not last:
+                log.info("time limit %.0f s reached at step %d: rerun to go on", time_limit_s, step)
+                break
             if config.eval.every and step % int(config.eval.every) == 0 and not last:
                 report = evaluate_state(
                     config, info, model, state, mesh, workdir / "eval" / f"step_{step}"
@@ -542,7 +555,7 @@ def run(
             bar.close()
     manager.wait_until_finished()
     report = None
-    if config.eval.at_end:
+    if config.eval.at_end and step == total_steps:
         report = evaluate_state(
             config, info, model, state, mesh, workdir, wall_time_s=time.time() - start_time
         )

@@ -82,6 +82,17 @@ def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, mo
         np.testing.assert_array_equal(resumed, full)
 
 
+def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(uninterrupted, data_dir, tmp_path):
+    """time_limit_s=0: one step, a checkpoint, no report; the rerun ends bit-identical."""
+    state, report = train.run(_quick(data_dir), tmp_path, progress=False, time_limit_s=0.0)
+    assert int(state.step) == 1 and report is None
+    assert not (tmp_path / "report.json").exists()
+    state, report = train.run(_quick(data_dir), tmp_path, progress=False)
+    assert int(state.step) == 6 and report["metrics"] == uninterrupted[2]["metrics"]
+    for resumed, full in zip(_params(state), _params(uninterrupted[1]), strict=True):
+        np.testing.assert_array_equal(resumed, full)
+
+
 def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, tmp_path):
     """The loss per step on a 4-device mesh equals the 1-device one (global batch)."""
     if len(jax.devices()) < 4:
