@@ -7,7 +7,7 @@
 ``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (``x_train``, ``y_train_fine``,
 ``x_test``, ``y_test_fine``; never committed). Each row trains
 ``configs/<recipe>:<method>,<bits>,<seed>[,zeroshot]`` (``jaxhash.methods``) for its epochs
-in ``--workdir/<row>`` and evaluates the test set as queries and database (self excluded; the
+in ``--workdir/<config>/<row>`` and evaluates the test set as queries and database (self excluded; the
 zero-shot rows among the 20 held-out classes only). A row is (spec, epochs): a rerun resumes a
 row from its checkpoints and skips rows already in ``--out``, so the study can be stopped and
 restarted at any time; every finished row is written at once.
@@ -142,7 +142,7 @@ def run_row(
         config.train.epochs = epochs
     if data_dir:
         config.data.data_dir = data_dir
-    run_dir = workdir / row_name(f"{Path(config_file).stem}_{spec}", float(config.train.epochs))
+    run_dir = workdir / Path(config_file).stem / row_name(spec, float(config.train.epochs))
     start = time.time()
     state, report = train.run(config, run_dir, progress=False, time_limit_s=time_limit_s)
     wall = time.time() - start
