@@ -7,10 +7,10 @@
 ``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (``x_train``, ``y_train_fine``,
 ``x_test``, ``y_test_fine``; never committed). Each row trains
 ``configs/<recipe>:<method>,<bits>,<seed>[,zeroshot]`` (``jaxhash.methods``) for its epochs
-in ``--workdir/<config>/<row>`` and evaluates the test set as queries and database (self excluded; the
-zero-shot rows among the 20 held-out classes only). A row is (spec, epochs): a rerun resumes a
-row from its checkpoints and skips rows already in ``--out``, so the study can be stopped and
-restarted at any time; every finished row is written at once.
+in ``--workdir/<config>/<row>`` and evaluates the test set as queries and database (self
+excluded; the zero-shot rows among the 20 held-out classes only). A row is (spec, epochs): a
+rerun resumes a row from its checkpoints and skips rows already in ``--out``, so the study can
+be stopped and restarted at any time; every finished row is written at once.
 
 ``--plan`` runs the study in two stages. The screen (5 epochs, seed 0, 64 bits): every KL form
 at a few weights beside ``ce`` and ``ce_sim``. Then the main rows (15 epochs): ``ce``,
