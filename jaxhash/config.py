@@ -142,7 +142,13 @@ def load_config_file(spec: str):
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path!r} has no get_config() function.")
-    return module.get_config(arg) if arg else module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict | dict):
+        raise ValueError(
+            f"get_config() of {path!r} must return an ml_collections.ConfigDict (e.g. "
+            f"jaxhash.config.default_config() with changes); it returned {type(config).__name__}."
+        )
+    return config
 
 
 def apply_overrides(config, overrides) -> None:
@@ -221,6 +227,61 @@ def _check(config, defaults, prefix: str) -> None:
             raise ValueError(f"config key {path!r} must be one of {CHOICES[path]}; got {value!r}.")
 
 
+# Numeric fields that cannot work outside a range: (lowest, strict), i.e. value > lowest when
+# strict, else value >= lowest; every float must also be finite.
+RANGES = {
+    "batch_size": (1, False),
+    "seed": (0, False),
+    "model.bits": (1, False),
+    "model.width": (0, False),
+    "loss.w_ce": (0.0, False),
+    "loss.w_sim": (0.0, False),
+    "loss.w_kl": (0.0, False),
+    "loss.w_quant": (0.0, False),
+    "loss.w_balance": (0.0, False),
+    "loss.power": (0.0, True),
+    "loss.k": (1, False),
+    "loss.kl_sigma": (0.0, True),
+    "loss.kl_floor": (0.0, True),
+    "loss.kl_decorrelation": (0.0, False),
+    "loss.label_smoothing": (0.0, False),
+    "optim.learning_rate": (0.0, True),
+    "optim.momentum": (0.0, False),
+    "optim.weight_decay": (0.0, False),
+    "optim.warmup_steps": (0, False),
+    "optim.backbone_lr_scale": (0.0, False),
+    "optim.grad_clip": (0.0, False),
+    "train.steps": (0, False),
+    "train.epochs": (0.0, True),
+    "train.log_every": (1, False),
+    "train.checkpoint_every": (1, False),
+    "train.keep_checkpoints": (1, False),
+    "eval.every": (0, False),
+    "eval.map_k": (1, False),
+    "eval.mahp_k": (1, False),
+    "eval.batch_size": (0, False),
+}
+BELOW_ONE = ("loss.label_smoothing", "optim.momentum")  # must also be < 1
+
+
+def _check_ranges(config) -> None:
+    import math
+
+    for path, (lowest, strict) in RANGES.items():
+        if path == "train.epochs" and config.train.steps > 0:
+            continue  # train.steps sets the length
+        value = config
+        for name in path.split("."):
+            value = value[name]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"config key {path!r} must be finite; got {value}.")
+        if (value <= lowest) if strict else (value < lowest):
+            bound = f"> {lowest}" if strict else f">= {lowest}"
+            raise ValueError(f"config key {path!r} must be {bound}; got {value}.")
+        if path in BELOW_ONE and not value < 1:
+            raise ValueError(f"config key {path!r} must be < 1; got {value}.")
+
+
 def validate_config(config) -> ml_collections.ConfigDict:
     """``config`` with every missing key filled from the defaults, after checking its keys.
 
@@ -238,16 +299,6 @@ def validate_config(config) -> ml_collections.ConfigDict:
     for name in ("batch_size", "seed"):
         if merged[name] is None:
             raise ValueError(f"config key {name!r} must be set.")
-    if merged.batch_size < 1:
-        raise ValueError(f"config key 'batch_size' must be >= 1; got {merged.batch_size}.")
-    if merged.model.bits < 1:
-        raise ValueError(f"config key 'model.bits' must be >= 1; got {merged.model.bits}.")
-    for name in ("kl_sigma", "kl_floor"):
-        if not merged.loss[name] > 0:
-            raise ValueError(f"config key 'loss.{name}' must be > 0; got {merged.loss[name]}.")
-    if merged.loss.kl_decorrelation < 0:
-        raise ValueError(
-            f"config key 'loss.kl_decorrelation' must be >= 0; got {merged.loss.kl_decorrelation}."
-        )
+    _check_ranges(merged)
     data_config(merged)  # raises on a bad data block
     return merged

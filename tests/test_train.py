@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxhash import config as config_lib
-from jaxhash import train
+from jaxhash import losses, train
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +126,12 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     np.testing.assert_allclose([a[s] for s in steps], [b[s] for s in steps], rtol=1e-3)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    data_dir, tmp_path, monkeypatch
+):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
-    config = _quick(data_dir, **{"eval.at_end": False})
-    config.loss.w_quant = float("nan")
+    config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
+    monkeypatch.setattr(losses, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
     with pytest.raises(train.NonFiniteLossError, match=r"step 0: non-finite .*loss"):
         train.run(config, tmp_path, progress=False)
     assert not (tmp_path / "checkpoints").exists() or not any(
