@@ -4,13 +4,16 @@
     jaxhash train --config configs/demo.py --workdir runs/demo      # the same run
 
 64 leaf classes in a 3-level tree (shape family / colour family / texture), 32x32 images, a
-small CNN (width 16), 32-bit codes, CE + 3 x similarity + 0.1 x kNN KL, 400 steps of 128.
+small CNN (width 16), 32-bit codes, the paper's loss as jaxhash sets it (CE + 3 x similarity +
+1 x the marginal KL form, ``jaxhash.methods``), 400 steps of 128.
 ``configs/demo.py:quick`` is the seconds-long version the tests run.
 
-Measured 2026-11-26 on this project's 2-core CPU (JAX 0.10.2; another job was sharing the
-cores): 147 s wall including building the data set; test set as queries and database:
-mAP@250 0.168 (random codes 0.036), mAHP@250 0.266 (0.127), P@1 0.253 (0.017),
-top-1 mistake severity 0.869 (0.905; lower is better), precision within radius 2 0.016 (0).
+Measured 2026-12-02 (device and runtime: benchmarks/RESULTS.md, "Demo"); test set as queries
+and database: Hamming mAP@250 0.315 (random codes 0.036; real-valued outputs by cosine
+0.340), mAHP@250 0.417 (0.127; real-valued 0.434), P@1 0.333 (0.017), precision within
+Hamming radius 2 0.301 (0), top-1 mistake severity 0.878 (0.905; lower is better). With the
+literal kNN KL term at 0.1 (the previous default) the same run gave mAP@250 0.168, mAHP@250
+0.266, precision within radius 2 0.016.
 """
 
 from jaxhash.config import demo_config
