@@ -22,9 +22,10 @@ same batches, keys and parameters as an uninterrupted run. Evaluations (every
 ``config.eval.every`` steps and at the end) share one ``jaxhash.model_eval.Evaluator``, so the
 encoder compiles once per run; each writes ``workdir/eval/step_<N>/report.json``.
 
-Metrics go to ``workdir/metrics.jsonl`` (and TensorBoard) through the small
-:class:`MetricWriter`, not clu's ``metric_writers``/``periodic_actions``: clu imports TensorFlow
-and tensorboard at import time, and training from arrays needs neither.
+Metrics and throughput go to ``workdir/metrics.jsonl`` (and TensorBoard) through the small
+:class:`MetricWriter`, not clu's ``metric_writers``/``periodic_actions``: clu's writers (which
+``periodic_actions`` imports) need TensorFlow and tensorboard at import time, and the loop does
+not otherwise need either (nor does clu write JSON lines).
 """
 
 from __future__ import annotations
