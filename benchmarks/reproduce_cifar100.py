@@ -150,7 +150,8 @@ def run_row(
         raise Unfinished(f"{spec}: stopped at step {int(state.step)} by the time limit")
     method, bits, seed, *rest = spec.split(",")
     hamming = _pick(report["metrics"])
-    real = {name: _pick(summary) for name, summary in report["real_valued"].items()}
+    rows = report["rows"]
+    real = {n: _pick(r["summary"]) for n, r in rows.items() if n not in ("hamming", "random_codes")}
     gap = {k: round(v - hamming[k], 6) for k, v in real.get("cosine", {}).items() if k in hamming}
     return {
         "method": method,
@@ -175,7 +176,7 @@ def run_row(
         "metrics": hamming,
         "real_valued": real,
         "gap_cosine_minus_hamming": gap,
-        "random_codes": _pick(report.get("baselines", {}).get("random_codes", {})),
+        "random_codes": _pick(rows.get("random_codes", {}).get("summary", {})),
         "train_log": _last_train_log(run_dir),
         "config": f"configs/{config_file}:{spec}",
     }

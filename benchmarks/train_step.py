@@ -6,7 +6,7 @@ devices; the state donated; non-finite steps not applied). Reference ("reference
 what one writes first, ``jax.jit`` of ``value_and_grad`` of ``benchmarks.losses.reference_hashing``
 (full ``[B, B]`` matrices, ``lax.top_k``) on the same model outputs, then the optax update, no
 shard_map (the state donated too, so only the loss and the step's bookkeeping differ). Same
-model, optimiser (``train.make_optimizer``), initial state, batch and key. Random data of real
+model, optimiser (``state.make_optimizer``), initial state, batch and key. Random data of real
 shapes: images float32 ``[B, 32, 32, 3]`` (``[B, 224, 224, 3]`` with the ImageNet stem), labels
 in [0, 100), a random symmetric 100 x 100 class-distance table with zero diagonal
 (``benchmarks.random_data``; ``benchmarks.train_step_torch`` times the same step in PyTorch,
@@ -42,7 +42,8 @@ from jax.sharding import PartitionSpec as P
 from benchmarks.common import emit, time_fn
 from benchmarks.losses import reference_hashing
 from benchmarks.random_data import NUM_CLASSES, train_step_inputs
-from jaxhash import train
+from jaxhash import parallel, train
+from jaxhash import state as train_state
 from jaxhash.config import default_config, validate_config
 
 REFERENCE = "reference_naive_flax"
@@ -93,26 +94,26 @@ def make_inputs(config, mesh) -> tuple[np.ndarray, dict]:
     if batch % devices:
         raise ValueError(f"batch {batch} must be a multiple of the {devices} devices.")
     table, host = train_step_inputs(batch, side)
-    return table, jax.device_put(host, NamedSharding(mesh, P(train.DATA_AXIS)))
+    return table, jax.device_put(host, NamedSharding(mesh, P(parallel.DATA_AXIS)))
 
 
 def make_reference_step(model, optimizer, table):
     """The straightforward step: jit(value_and_grad(reference_hashing)) + optax, no shard_map."""
     table = jnp.asarray(table)
 
-    def step(state: train.TrainState, batch, key):
+    def step(state: train_state.TrainState, batch, key):
         def objective(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
             out, updated = model.apply(
                 variables, batch["image"], train=True, mutable=["batch_stats"]
             )
-            loss = reference_hashing(out["codes"], out["logits"], key, batch["label"], table)
+            loss = reference_hashing(out["z"], out["logits"], key, batch["label"], table)
             return loss, updated["batch_stats"]
 
         (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        new = train.TrainState(
+        new = train_state.TrainState(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )
         return new, {"loss": loss}
@@ -144,10 +145,10 @@ def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, ste
     table, data = make_inputs(config, mesh)
     key = jax.random.key(1)
 
-    model = train.build_model(config, NUM_CLASSES)
-    optimizer = train.make_optimizer(config.optim, SCHEDULE_STEPS)
+    model = train_state.build_model(config, NUM_CLASSES)
+    optimizer = train_state.make_optimizer(config.optim, SCHEDULE_STEPS)
     image_shape = data["image"].shape[1:]
-    state = train.create_state(config, model, optimizer, image_shape, mesh)
+    state = train_state.create_state(config, model, optimizer, image_shape, mesh)
     ours_step = train.make_train_step(
         model, optimizer, train.make_loss_fn(config, mesh, table), mesh
     )
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         help="ResNet-18 compute dtypes",
     )
     args = parser.parse_args(argv)
-    mesh = train.make_mesh()
+    mesh = parallel.make_mesh()
     if args.resnet_only:
         cases = [
             ("resnet18", 0, batch, dtype, args.stem) for batch in args.batch for dtype in args.dtype

@@ -6,7 +6,7 @@ PyTorch user would: jaxhash's ResNet-18 with the CIFAR stem, a 64-bit hash layer
 (class-distance targets) + kNN KL against a fresh Rademacher sample, in float32, as
 ``benchmarks.losses.reference_hashing``; SGD with Nesterov momentum 0.9 and weight decay 5e-4
 (``optax.add_decayed_weights`` + ``optax.sgd``: the same update) at the warm-up + cosine rate of
-``jaxhash.train.learning_rate_schedule`` (the config defaults; ``SCHEDULE_STEPS`` long, as in
+``jaxhash.state.learning_rate_schedule`` (the config defaults; ``SCHEDULE_STEPS`` long, as in
 ``benchmarks.train_step``). bfloat16 autocast (or float32) with channels_last activations;
 cuDNN autotuning and TF32 float32 matmuls on GPUs (JAX's default GPU precision). The batch is
 the Flax benchmark's: ``benchmarks.random_data`` draws the same table, images and labels.
@@ -57,7 +57,7 @@ WARMUP_CALLS = 3
 
 
 def learning_rate(step: int) -> float:
-    """``train.learning_rate_schedule``: linear warm-up from 0, cosine decay to 0."""
+    """``state.learning_rate_schedule``: linear warm-up from 0, cosine decay to 0."""
     warmup = min(WARMUP_STEPS, max(SCHEDULE_STEPS - 1, 0))
     if step < warmup:
         return LEARNING_RATE * step / warmup
@@ -106,7 +106,7 @@ def row(impl: str, shape: dict, median_ms: float | None, args, **extra) -> dict:
 
 
 def make_optimizer(params, device, tensor_lr: bool):
-    """SGD as ``train.make_optimizer`` builds it from the defaults (rate set by ``set_rate``).
+    """SGD as ``state.make_optimizer`` builds it from the defaults (rate set by ``set_rate``).
 
     ``tensor_lr``: the rate as a device tensor, so that a compiled optimizer step does not
     recompile when it changes; eagerly a float saves a device-to-host read in every update.

@@ -1,10 +1,15 @@
 """The ``jaxhash`` command (also ``python -m jaxhash``): thin flag parsing over the library.
 
 jaxhash demo [--workdir DIR]                     train + evaluate the demo config
-jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key=value ...]
+jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ...]
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
 jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
+
+``--set`` overrides config fields: ``key.path=value`` items after one ``--set``, each value a
+Python literal, else a string (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
+data.manual_dir=/data``); see :mod:`jaxhash.config`. Each evaluation writes
+``DIR/eval/step_<N>/report.json``; checkpoints hold the config the run was trained with.
 """
 
 from __future__ import annotations
@@ -17,34 +22,24 @@ from pathlib import Path
 
 
 def _trained(workdir: str):
-    """A run folder's config, data info, model, mesh and last checkpoint (``train.RunSetup``)."""
-    import ml_collections
+    """A run folder's config (saved with its newest checkpoint), data info, model, mesh and
+    newest state (``checkpoints.RunSetup``)."""
+    from jaxhash import checkpoints
 
-    from jaxhash import train
-
-    config_path = Path(workdir) / "config.json"
-    if not config_path.exists():
-        raise SystemExit(f"{workdir} has no config.json: train into it first (jaxhash train).")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-    setup = train.restore_run(config, workdir)
-    if setup.restored_step is None:
+    config = checkpoints.saved_config(workdir)
+    if config is None:
         raise SystemExit(f"{workdir} has no checkpoint: train into it first (jaxhash train).")
-    return setup
+    return checkpoints.restore_run(config, workdir)
 
 
 def _summary(report: dict | None, workdir: str) -> None:
     if report is None:
         return
-    print(
-        json.dumps(
-            {
-                "metrics": report["metrics"],
-                "random_codes": report.get("baselines", {}).get("random_codes"),
-            },
-            indent=1,
-        )
-    )
-    print(f"report: {Path(workdir) / 'report.json'}")
+    from jaxhash.model_eval import report_dir
+
+    random_codes = report["rows"].get("random_codes", {}).get("summary")
+    print(json.dumps({"metrics": report["metrics"], "random_codes": random_codes}, indent=1))
+    print(f"report: {report_dir(workdir, report['step']) / 'report.json'}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="override config fields, e.g. model.bits=32",
+        help="override config fields: key.path=value, the value a Python literal else a string, "
+        "e.g. --set model.bits=32 data.manual_dir=/data",
     )
     evaluate_p = commands.add_parser("evaluate", help="evaluate a run's last checkpoint")
     evaluate_p.add_argument("--workdir", required=True)
@@ -90,22 +86,22 @@ def main(argv: list[str] | None = None) -> None:
         _, report = train.run(config, args.workdir)
         _summary(report, args.workdir)
     elif args.command == "evaluate":
-        from jaxhash import train
+        from jaxhash.model_eval import Evaluator
 
         run = _trained(args.workdir)
-        report = train.evaluate_state(
-            run.config, run.info, run.model, run.state, run.mesh, args.workdir
+        report = Evaluator(run.config, run.info, run.model, run.mesh).evaluate(
+            run.state, args.workdir
         )
         _summary(report, args.workdir)
     elif args.command == "encode":
         import numpy as np
 
-        from jaxhash import retrieval, train
+        from jaxhash import retrieval
+        from jaxhash.model_eval import Evaluator
 
         run = _trained(args.workdir)
-        variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
-        codes, _, ids, _ = train.encode_split(
-            run.config, run.model, variables, run.mesh, args.split or run.info.eval_split
+        codes, _, ids, _ = Evaluator(run.config, run.info, run.model, run.mesh).encode(
+            run.state.variables, args.split or run.info.eval_split
         )
         packed = np.asarray(retrieval.pack_codes(codes))
         np.save(args.out, packed)

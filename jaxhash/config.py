@@ -1,25 +1,37 @@
-"""The experiment config: defaults, and validation that names any unknown key or wrong type.
+"""The experiment config: one schema (defaults), and the one validator of every field.
 
 Experiment files in ``configs/`` return ``get_config()`` built on :func:`default_config` and
 override a few fields (big_vision style). :func:`validate_config` checks a config against the
-defaults: every key must exist there (a typo is an error naming the key and the closest known
-one) and every value must have the default's type. The data block is validated by
-``jaxhash.data.config``.
+defaults at the entry points (``jaxhash.train.run``, ``jaxhash.checkpoints.restore_run``, the
+input pipeline's ``jaxhash.data.data_config``): every key must exist there (a typo is an error
+naming the key and the closest known one), every value must have the default's type (the
+``data`` block's fields, many of them optional, by the rules in ``_DATA_RULES``) and lie among
+its allowed choices. Each setting has one name: the global batch size is ``batch_size``, the
+evaluation batch size ``eval.batch_size``, the seed of everything ``seed``.
+
+On the command line (``jaxhash train``), ``--set`` takes ``key.path=value`` items, each value a
+Python literal, else taken as a string::
+
+    jaxhash train --config configs/demo.py:quick --workdir runs/q \\
+        --set model.bits=32 data.image_size=64 data.mean="(0.5, 0.5, 0.5)" data.manual_dir=/data
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Mapping, Sequence
 
 import ml_collections
 
 from jaxhash import methods
 
+DATASETS = ("synthetic_hierarchy", "cifar100", "imagenet2012", "image_folder", "captions")
+AUGMENT_STYLES = ("auto", "none", "crop_flip", "resized_crop_flip")
+
 
 def default_config() -> ml_collections.ConfigDict:
     """Defaults of every field; the data block defaults to the embedded synthetic data set."""
-    from jaxhash.data.config import default_config as default_data_config
-
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.batch_size = 256  # global, over all devices and hosts
@@ -93,15 +105,75 @@ def default_config() -> ml_collections.ConfigDict:
     c.distributed.process_id = -1  # -1: auto-detect
     c.distributed.cpu_collectives = "gloo"  # collectives between CPU processes
 
-    c.data = default_data_config()
+    c.data = data_defaults()
     return c
+
+
+def data_defaults() -> ml_collections.ConfigDict:
+    """The ``data`` block: what the input pipeline (``jaxhash.data``) reads; its defaults run
+    the embedded data set offline. Fields documented "None: ..." are optional."""
+    d = ml_collections.ConfigDict()
+    d.name = "synthetic_hierarchy"  # one of DATASETS
+    # TFDS data folder of prepared data sets (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    d.data_dir = None
+    # Manually downloaded data: for cifar100 the official cifar-100-binary.tar.gz or
+    # cifar-100-python.tar.gz or an .npz with x_train, y_train_fine, y_train_coarse, x_test, ...;
+    # for imagenet2012 the folder with the two ILSVRC2012 tars.
+    d.manual_dir = None
+    d.download = False  # allow TFDS to download (cifar100 only; never implied)
+    d.folder = None  # image_folder root, laid out root/split/label/*.jpg (e.g. Tiny ImageNet)
+    d.image_size = None  # side of the square images (None: 32 for 32x32 data sets, else 224)
+    d.shuffle_buffer = 16_384  # shuffle buffer of streamed data sets (in-memory ones permute)
+    # "auto" (pad-crop-flip for the 32x32 data sets, random-resized-crop-flip otherwise),
+    # "none", "crop_flip" or "resized_crop_flip"; True / False mean "auto" / "none".
+    d.augment = "auto"
+    d.crop_padding = 4  # pixels of zero padding before the random crop of "crop_flip"
+    d.crop_scale = [0.08, 1.0]  # area fraction range of "resized_crop_flip"
+    d.crop_ratio = [3 / 4, 4 / 3]  # aspect-ratio range of "resized_crop_flip"
+    # Central crop side / shorter image side at evaluation (None: 1.0 for "crop_flip" data,
+    # 0.875 otherwise, i.e. resize 256 -> crop 224).
+    d.eval_crop_fraction = None
+    d.mean = None  # per-channel normalisation in [0, 1] pixel units (None: the data set's own)
+    d.std = None
+    d.image_dtype = "float32"  # float32 or bfloat16 images in the batches
+    # Keep only these classes, relabelled 0..n-1 in this order: a list of class names, or
+    # "imagenet100" (the ImageNet-100 hashing subset; for wnid-labelled data). None: all.
+    d.classes = None
+    # Zero-shot: class names left out of training (labels keep their value; evaluate them with
+    # subset="holdout").
+    d.holdout_classes = []
+    d.hierarchy = "wordnet"  # class tree of cifar100: wordnet or two_level
+    d.wordnet_dir = None  # folder holding corpora/wordnet (None: nltk's search path)
+    # Load each split into host memory (None: when the prepared data set is smaller than
+    # memory_limit_mb); otherwise stream it from TFDS.
+    d.in_memory = None
+    d.memory_limit_mb = 4096
+    d.prefetch = 2  # global batches prepared ahead on the devices
+    # The synthetic_hierarchy data set (its images are a function of these).
+    d.synthetic_seed = 0
+    d.synthetic_train_per_class = 256
+    d.synthetic_test_per_class = 64
+    # Captions: a TSV of caption<TAB>image-file (or file<TAB>caption) lines, several lines may
+    # name the same image; images_dir is what its file names are relative to.
+    d.captions_tsv = None
+    d.images_dir = None
+    d.captions_columns = "auto"  # auto (the column naming an existing file), caption,file, ...
+    d.captions_test_fraction = 0.1  # share of images (by a hash of the file name) in "test"
+    # Add caption_embedding [B, 384] (all-MiniLM-L6-v2, computed once and cached; needs the
+    # optional "text" extra).
+    d.caption_embeddings = False
+    # "mean" (normalised mean of an image's caption embeddings) or "sample" (one caption per
+    # example and epoch, from the seed).
+    d.caption_target = "mean"
+    d.embedding_cache = None  # folder of the embedding cache (None: <data_dir>/jaxhash_embeddings)
+    return d
 
 
 def demo_config(arg: str = ""):
     """The demo: the embedded synthetic_hierarchy data, a small CNN, 32 bits, the paper's loss
     (``jaxhash.methods`` "paper", the defaults).
 
-    ``arg="quick"`` shrinks it to seconds on two CPU cores (tests use it).
+    ``arg="quick"`` shrinks it to seconds on a CPU (tests use it).
     """
     c = default_config()
     c.batch_size = 128
@@ -188,25 +260,188 @@ CHOICES = {
     "eval.protocol": ("database_is_query", "query_database", "zero_shot"),
     "eval.ties": ("stable", "random", "expected"),
     "eval.similarity": ("lcs_height", "wup", "path"),
+    "data.name": DATASETS,
+    "data.image_dtype": ("float32", "bfloat16"),
+    "data.hierarchy": ("wordnet", "two_level"),
+    "data.captions_columns": ("auto", "caption,file", "file,caption"),
+    "data.caption_target": ("mean", "sample"),
 }
+
+
+def _fail(key: str, expected: str, value) -> None:
+    raise ValueError(
+        f"config key {key!r} must be {expected}; got {value!r} ({type(value).__name__})."
+    )
+
+
+def _int(key, value, minimum=None, optional=False):
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(key, "an int" + (" or None" if optional else ""), value)
+    if minimum is not None and value < minimum:
+        _fail(key, f"an int >= {minimum}", value)
+    return int(value)
+
+
+def _path(key, value):
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        _fail(key, "a non-empty string or None", value)
+    return os.fspath(value)
+
+
+def _number(key, value, low, high, *, optional=False, closed_low=False):
+    """A float in ``(low, high]`` (``[low, high)`` with ``closed_low``)."""
+    if value is None and optional:
+        return None
+    inside = isinstance(value, int | float) and not isinstance(value, bool)
+    if inside:
+        inside = low <= value < high if closed_low else low < value <= high
+    if not inside:
+        bounds = f"[{low}, {high})" if closed_low else f"({low}, {high}]"
+        _fail(key, f"a number in {bounds}" + (" or None" if optional else ""), value)
+    return float(value)
+
+
+def _floats(key, value, length, optional=False):
+    if value is None and optional:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != length:
+        _fail(key, f"a sequence of {length} numbers" + (" or None" if optional else ""), value)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        _fail(key, f"a sequence of {length} numbers", value)
+    return tuple(float(v) for v in value)
+
+
+def _range(key, value):
+    low, high = _floats(key, value, 2)
+    if not 0 < low <= high or (key == "data.crop_scale" and high > 1):
+        bound = " <= 1" if key == "data.crop_scale" else ""
+        _fail(key, f"(low, high) with 0 < low <= high{bound}", value)
+    return low, high
+
+
+def _names(key, value):
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        _fail(key, "a list of class names", value)
+    names = tuple(str(v) for v in value)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"config key {key!r} lists classes more than once: {repeated}.")
+    return names
+
+
+def _classes(key, value):
+    if value is None or value == "imagenet100":
+        return value
+    names = _names(key, value)
+    if not names:
+        _fail(key, "None, 'imagenet100' or a non-empty list of class names", value)
+    return names
+
+
+def _flag(key, value, optional=False):
+    if not isinstance(value, bool) and not (optional and value is None):
+        _fail(key, "True, False or None (automatic)" if optional else "True or False", value)
+    return value
+
+
+def _augment(key, value):
+    if not isinstance(value, bool) and value not in AUGMENT_STYLES:
+        _fail(key, f"True, False or one of {AUGMENT_STYLES}", value)
+    return value
+
+
+def _std(key, value):
+    value = _floats(key, value, 3, optional=True)
+    if value is not None and min(value) <= 0:
+        _fail(key, "three positive numbers", value)
+    return value
+
+
+def _choice(key, value):
+    if value not in CHOICES[key]:
+        _fail(key, f"one of {CHOICES[key]}", value)
+    return value
+
+
+# The data block's fields take None (optional) or several types, so each has its own rule:
+# rule(key, value) -> the value normalised (tuples, floats, plain paths) or a ValueError.
+_DATA_RULES = {
+    "name": _choice,
+    "data_dir": _path,
+    "manual_dir": _path,
+    "download": _flag,
+    "folder": _path,
+    "image_size": lambda k, v: _int(k, v, minimum=1, optional=True),
+    "shuffle_buffer": lambda k, v: _int(k, v, minimum=1),
+    "augment": _augment,
+    "crop_padding": lambda k, v: _int(k, v, minimum=0),
+    "crop_scale": _range,
+    "crop_ratio": _range,
+    "eval_crop_fraction": lambda k, v: _number(k, v, 0, 1, optional=True),
+    "mean": lambda k, v: _floats(k, v, 3, optional=True),
+    "std": _std,
+    "image_dtype": _choice,
+    "classes": _classes,
+    "holdout_classes": lambda k, v: _names(k, v or ()),
+    "hierarchy": _choice,
+    "wordnet_dir": _path,
+    "in_memory": lambda k, v: _flag(k, v, optional=True),
+    "memory_limit_mb": lambda k, v: _int(k, v, minimum=1),
+    "prefetch": lambda k, v: _int(k, v, minimum=0),
+    "synthetic_seed": lambda k, v: _int(k, v, minimum=0),
+    "synthetic_train_per_class": lambda k, v: _int(k, v, minimum=1),
+    "synthetic_test_per_class": lambda k, v: _int(k, v, minimum=1),
+    "captions_tsv": _path,
+    "images_dir": _path,
+    "captions_columns": _choice,
+    "captions_test_fraction": lambda k, v: _number(k, v, 0, 1, closed_low=True),
+    "caption_embeddings": _flag,
+    "caption_target": _choice,
+    "embedding_cache": _path,
+}
+
+
+def data_values(data) -> dict:
+    """The ``data`` block's values checked and normalised (lists as tuples, plain paths);
+    ``data`` holds every field (a block of a config from :func:`validate_config`)."""
+    return {key: rule(f"data.{key}", _plain(data[key])) for key, rule in _DATA_RULES.items()}
+
+
+def _plain(value):
+    """ConfigDict -> dict, FieldReference -> its value; anything else unchanged."""
+    if isinstance(value, ml_collections.ConfigDict):
+        return value.to_dict()
+    if isinstance(value, ml_collections.FieldReference):
+        return value.get()
+    return value
+
+
+def check_known(key: str, known, prefix: str = "") -> None:
+    """A ValueError for a ``key`` not in ``known``, naming the closest known one."""
+    if key in known:
+        return
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
+    known = sorted(known)
+    raise ValueError(f"unknown config key {prefix + key!r}.{hint} Known keys here: {known}.")
 
 
 def _check(config, defaults, prefix: str) -> None:
     for key in config.keys():
         path = f"{prefix}{key}"
-        if path == "data":
-            continue  # validated by jaxhash.data.config
-        if key not in defaults:
-            close = difflib.get_close_matches(key, list(defaults.keys()), n=1)
-            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
-            raise ValueError(
-                f"unknown config key {path!r}.{hint} Known keys here: {sorted(defaults.keys())}."
-            )
+        check_known(key, defaults.keys(), prefix)
         value, default = config[key], defaults[key]
         if isinstance(default, ml_collections.ConfigDict):
-            if not isinstance(value, ml_collections.ConfigDict | dict):
+            if not isinstance(value, ml_collections.ConfigDict | Mapping):
                 raise ValueError(f"config key {path!r} must be a block of keys; got {value!r}.")
             _check(ml_collections.ConfigDict(value), default, f"{path}.")
+            continue
+        if prefix == "data.":
+            _DATA_RULES[key](path, _plain(value))
             continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -286,11 +521,9 @@ def validate_config(config) -> ml_collections.ConfigDict:
     """``config`` with every missing key filled from the defaults, after checking its keys.
 
     Raises ValueError naming an unknown key (with the closest known one), a wrong type or a
-    value outside the allowed choices; the data block is checked by jaxhash.data.
+    value outside the allowed choices, in any block (``data`` included).
     """
-    from jaxhash.data.config import data_config
-
-    if isinstance(config, dict):
+    if isinstance(config, Mapping):
         config = ml_collections.ConfigDict(config)
     defaults = default_config()
     _check(config, defaults, "")
@@ -300,5 +533,4 @@ def validate_config(config) -> ml_collections.ConfigDict:
         if merged[name] is None:
             raise ValueError(f"config key {name!r} must be set.")
     _check_ranges(merged)
-    data_config(merged)  # raises on a bad data block
     return merged

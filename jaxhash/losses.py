@@ -135,8 +135,8 @@ def relaxed_hamming(a: jax.Array, b: jax.Array | None = None) -> jax.Array:
     """Relaxed normalised Hamming distance ``(1 - cos(a_i, b_j)) / 2``.
 
     On codes in {-1, +1}^K this is exactly ``hamming(a_i, b_j) / K`` (cos = 1 - 2 H / K), so it
-    is the natural differentiable stand-in (METHOD.md section 2). All-zero rows have cosine 0
-    with everything (distance 0.5), without NaN in value or gradient.
+    is the natural differentiable stand-in (docs/method.md, section 2). All-zero rows have
+    cosine 0 with everything (distance 0.5), without NaN in value or gradient.
 
     Args:
       a: ``[N, K]``.
@@ -319,7 +319,7 @@ def similarity_loss(
     block_size: int | None = None,
     axis_name: parallel.AxisName = None,
 ) -> jax.Array:
-    """Relative distance matching between codes and semantic targets (METHOD.md section 2).
+    """Relative distance matching between codes and semantic targets (docs/method.md, sec. 2).
 
     With d = relaxed_hamming(codes), D the target distances and pairs (i, j), i != j, both rows
     valid (P of them):
@@ -890,7 +890,7 @@ def bit_balance_loss(
 class LossWeights(NamedTuple):
     """Weights of the terms of :func:`hashing_loss`; a term of weight 0 is not computed.
 
-    Defaults 1, 1, 1 for CE, similarity and KL (METHOD.md section 1: the paper's weights are
+    Defaults 1, 1, 1 for CE, similarity and KL (docs/method.md, section 1: the paper's weights are
     not public) and 0 for the baselines' quantization and bit-balance regularisers.
     """
 

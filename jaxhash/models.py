@@ -137,6 +137,9 @@ BACKBONES = {
 class HashingModel(nn.Module):
     """Backbone -> hash layer z (K units) -> classifier.
 
+    ``__call__(images [B, H, W, 3])`` returns ``{"z": float32 [B, K]}`` (the real-valued hash
+    layer; the codes are sign(z)) and, with a classifier, ``"logits": float32 [B, C]``.
+
     Attributes:
       backbone: a module mapping images ``[B, H, W, 3]`` to features ``[B, F]``.
       bits: K, the code length.
@@ -168,7 +171,7 @@ class HashingModel(nn.Module):
         z = nn.Dense(self.bits, dtype=self.dtype, name="hash")(features).astype(jnp.float32)
         if self.hash_activation == "tanh":
             z = jnp.tanh(z)
-        out = {"codes": z}
+        out = {"z": z}
         if self.num_classes:
             head_input = z if self.classifier_input == "codes" else features
             logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(head_input)

@@ -4,7 +4,8 @@ Every batch-level loss takes ``axis_name``. With ``axis_name=None`` these helper
 so the same function serves one device and a mesh: inside ``jax.shard_map`` over a data axis they
 gather or sum over that axis, and the result equals the single-device result on the concatenated
 (global) batch. :func:`process_concat` works on host arrays outside any mapped context: it joins
-every process's rows (multi-host evaluation).
+every process's rows (multi-host evaluation). The mesh itself (:func:`make_mesh`, one
+``DATA_AXIS``) and the multi-process start (:func:`initialize_distributed`) live here too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import jax
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh
 
 AxisName = str | tuple[str, ...] | None
 
@@ -71,3 +73,36 @@ def process_concat(tree):
         for i, (g, x) in enumerate(zip(gathered, leaves, strict=True))
     ]
     return jax.tree_util.tree_unflatten(treedef, joined)
+
+
+# ----------------------------------------------------------------------------- mesh, processes
+
+DATA_AXIS = "data"  # the one mesh axis: batches are sharded over it, the train state replicated
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A one-axis (``DATA_AXIS``) mesh over ``devices`` (default: all, of every process)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def process_mesh(mesh: Mesh) -> Mesh:
+    """The devices of ``mesh`` on this process (``mesh`` itself when there is one process)."""
+    return mesh if jax.process_count() == 1 else mesh.local_mesh
+
+
+def initialize_distributed(dist) -> None:
+    """``jax.distributed.initialize`` from ``config.distributed`` (once per process).
+
+    Empty or default fields are left for JAX to detect (TPU pods, SLURM, ...). Processes on
+    CPUs exchange collectives through ``dist.cpu_collectives`` (gloo).
+    """
+    if not dist.initialize or jax.distributed.is_initialized():
+        return
+    if dist.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", dist.cpu_collectives)
+    jax.distributed.initialize(
+        coordinator_address=dist.coordinator_address or None,
+        num_processes=dist.num_processes or None,
+        process_id=None if dist.process_id < 0 else dist.process_id,
+    )

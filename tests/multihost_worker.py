@@ -19,8 +19,9 @@ import jax
 import numpy as np
 
 from jaxhash import config as config_lib
-from jaxhash import data, parallel, train
+from jaxhash import data, model_eval, parallel, train
 from jaxhash.config import validate_config
+from jaxhash.state import build_model
 
 
 def multihost_config(data_dir: str):
@@ -61,10 +62,10 @@ def main() -> None:
     with open(os.path.join(workdir, f"metrics_{p}.json"), "w") as f:
         json.dump(report["metrics"], f)
     info = data.get_dataset_info(config)
-    model = train.build_model(config, len(info.class_names))
+    model = build_model(config, len(info.class_names))
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    codes, labels, ids, _ = train.encode_split(
-        validate_config(config), model, variables, train.make_mesh(), info.eval_split
+    codes, labels, ids, _ = model_eval.encode_split(
+        validate_config(config), model, variables, parallel.make_mesh(), info.eval_split
     )
     np.savez(os.path.join(workdir, f"gathered_{p}.npz"), codes=codes, labels=labels, ids=ids)
 

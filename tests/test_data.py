@@ -83,38 +83,6 @@ def normalised(images, info):
     return ((images / 255.0 - np.array(info.mean)) / np.array(info.std)).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- config
-
-
-def test_config_names_unknown_keys_and_bad_values():
-    with pytest.raises(ValueError, match=r"unknown key 'globl_batch_size'.*'global_batch_size'"):
-        data.data_config({"name": "cifar100", "globl_batch_size": 8})
-    with pytest.raises(ValueError, match=r"config.data.image_size must be an int"):
-        data.data_config({"image_size": "32"})
-    with pytest.raises(ValueError, match=r"config.data.name must be one of"):
-        data.data_config({"name": "cifar10"})
-    with pytest.raises(ValueError, match=r"config.data.augment"):
-        data.data_config({"augment": "flip"})
-    with pytest.raises(ValueError, match=r"config.data.crop_scale"):
-        data.data_config({"crop_scale": (0.5, 2.0)})
-    with pytest.raises(ValueError, match=r"holdout_classes lists classes more than once"):
-        data.data_config({"holdout_classes": ["a", "a"]})
-    with pytest.raises(ValueError, match=r"config.data has unknown key 'bogus'"):
-        data.data_config({"data": {"bogus": 1}, "batch_size": 8})
-
-
-def test_config_from_a_whole_experiment_config():
-    import ml_collections
-
-    config = ml_collections.ConfigDict({"data": data.default_config(), "batch_size": 64, "seed": 5})
-    config.data.name = "cifar100"
-    config.data.augment = "none"  # a str field: ConfigDict overrides type-check
-    parsed = data.data_config(config)
-    assert parsed.name == "cifar100" and parsed.global_batch_size == 64 and parsed.seed == 5
-    assert data.data_config(data.default_config()) == data.DataConfig()
-    assert parsed.replace(image_size=64).image_size == 64
-
-
 # ----------------------------------------------------------------------------- missing data
 
 

@@ -24,10 +24,10 @@ def test_outputs(name, stem, shape):
     variables = init_variables(model, jax.random.key(0), shape)
     images = jax.random.normal(jax.random.key(1), (2, *shape))
     out = model.apply(variables, images, train=False)
-    assert out["codes"].shape == (2, 16) and out["logits"].shape == (2, 10)
-    assert out["codes"].dtype == jnp.float32
+    assert out["z"].shape == (2, 16) and out["logits"].shape == (2, 10)
+    assert out["z"].dtype == jnp.float32
     out, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
-    assert set(updates) == {"batch_stats"} and np.isfinite(out["codes"]).all()
+    assert set(updates) == {"batch_stats"} and np.isfinite(out["z"]).all()
 
 
 def test_tanh_head_bf16_and_no_classifier():
@@ -38,8 +38,8 @@ def test_tanh_head_bf16_and_no_classifier():
     out = model.apply(
         variables, 10 * jax.random.normal(jax.random.key(1), (2, 32, 32, 3)), train=False
     )
-    assert set(out) == {"codes"} and out["codes"].dtype == jnp.float32
-    assert float(jnp.max(jnp.abs(out["codes"]))) <= 1.0
+    assert set(out) == {"z"} and out["z"].dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(out["z"]))) <= 1.0
 
 
 def _param_shapes(model):

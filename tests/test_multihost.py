@@ -20,8 +20,8 @@ import jax
 import numpy as np
 import pytest
 
+from jaxhash import checkpoints, model_eval, parallel, train
 from jaxhash import config as config_lib
-from jaxhash import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_two_processes_match_one(tmp_path):
     config.eval.rankings = ["hamming"]
     config.eval.baseline = False
     one = tmp_path / "one"
-    mesh = train.make_mesh(jax.devices()[:4])
+    mesh = parallel.make_mesh(jax.devices()[:4])
     state, one_report = train.run(config, one, progress=False, mesh=mesh)
 
     two = tmp_path / "two"
@@ -89,10 +89,10 @@ def test_two_processes_match_one(tmp_path):
 
     # Evaluation: the two-process checkpoint encoded here gives the codes both processes
     # gathered, row for row, and the report they wrote.
-    setup = train.restore_run(config, two, mesh=mesh)
+    setup = checkpoints.restore_run(config, two, mesh=mesh)
     assert setup.restored_step == config.train.steps
     variables = {"params": setup.state.params, "batch_stats": setup.state.batch_stats}
-    codes, labels, ids, _ = train.encode_split(
+    codes, labels, ids, _ = model_eval.encode_split(
         setup.config, setup.model, variables, mesh, setup.info.eval_split
     )
     assert len(ids) == setup.info.num_eval and len(np.unique(ids)) == len(ids)
@@ -102,10 +102,11 @@ def test_two_processes_match_one(tmp_path):
             np.testing.assert_array_equal(gathered["labels"], labels)
             np.testing.assert_array_equal(np.sign(gathered["codes"]), np.sign(codes))
             np.testing.assert_allclose(gathered["codes"], codes, rtol=1e-4, atol=1e-5)
-    here = train.evaluate_state(
+    here = model_eval.evaluate_state(
         setup.config, setup.info, setup.model, setup.state, mesh, tmp_path / "here"
     )
-    two_report = json.loads((two / "report.json").read_text())
+    two_path = model_eval.report_dir(two, config.train.steps) / "report.json"
+    two_report = json.loads(two_path.read_text())
     assert two_report["num_database"] == len(ids)
     assert two_report["metrics"] == here["metrics"]  # same codes, stable ties
     for p in range(2):  # every process returned the report process 0 wrote

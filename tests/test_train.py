@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxhash import checkpoints, losses, model_eval, parallel, train
 from jaxhash import config as config_lib
-from jaxhash import losses, train
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +38,105 @@ def _losses(workdir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(data_dir, tmp_path_factory):
+    """The quick demo with an evaluation at step 3 and one at the end (step 6)."""
     workdir = tmp_path_factory.mktemp("full")
-    state, report = train.run(_quick(data_dir), workdir, progress=False)
-    return workdir, state, report
+    built = []
+
+    class CountedEvaluator(model_eval.Evaluator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    reads = []  # steps covered by each host read of the finite flags
+    check = train._check_finite
+
+    def counted_check(pending, manager):
+        reads.append([step for step, _ in pending])
+        return check(pending, manager)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "Evaluator", CountedEvaluator)
+        patch.setattr(train, "_check_finite", counted_check)
+        state, report = train.run(_quick(data_dir, **{"eval.every": 3}), workdir, progress=False)
+    return workdir, state, report, len(built), reads
 
 
 def test_report(uninterrupted):
-    """report.json has metrics with the tie rule, the random baseline, config and wall time."""
-    workdir, state, report = uninterrupted
+    """One report.json per evaluation, one schema, the step in it: metrics with the tie rule,
+    the random baseline, config and wall time."""
+    workdir, state, report, *_ = uninterrupted
     assert int(state.step) == 6
-    saved = json.loads((workdir / "report.json").read_text())
+    paths = sorted(workdir.rglob("report.json"))
+    assert paths == [model_eval.report_dir(workdir, s) / "report.json" for s in (3, 6)]
+    periodic, saved = (json.loads(p.read_text()) for p in paths)
+    assert saved.keys() == periodic.keys()
+    assert (periodic["step"], saved["step"]) == (3, 6)
     assert saved["metrics"] == report["metrics"] and "mAP@50" in saved["metrics"]
+    assert saved["metrics"] == saved["rows"]["hamming"]["summary"]
     assert "mAHP@50" in saved["metrics"] and saved["ties"] == "stable"
-    assert set(saved["baselines"]["random_codes"]) == set(saved["metrics"])
+    assert set(saved["rows"]["random_codes"]["summary"]) == set(saved["metrics"])
     assert saved["code_length"] == 16 and saved["wall_time_s"] > 0
+    assert periodic["wall_time_s"] is None
     assert saved["config"]["model"]["bits"] == 16
-    assert "cosine" in saved["real_valued"]
-    assert (workdir / "eval" / "report.json").exists()
+    assert "cosine" in saved["rows"]
+    assert (model_eval.report_dir(workdir, 6) / "pr_curve.png").exists()
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/mAP@50" in r] == [3]
+
+
+def test_one_evaluator_per_run_compiles_the_encoder_once(uninterrupted, tmp_path):
+    """run() builds one Evaluator for both evaluations; an Evaluator traces (and compiles) its
+    encoder once across evaluations of two states."""
+    workdir, _, _, built, _ = uninterrupted
+    assert built == 1
+    setup = checkpoints.restore_run(checkpoints.saved_config(workdir), workdir)
+    traces = []
+
+    class CountingModel:  # model.apply runs only while jit traces the encoder
+        def apply(self, *args, **kwargs):
+            traces.append(1)
+            return setup.model.apply(*args, **kwargs)
+
+    evaluator = model_eval.Evaluator(setup.config, setup.info, CountingModel(), setup.mesh)
+    first = evaluator.evaluate(setup.state, tmp_path)
+    halved = setup.state.replace(params=jax.tree_util.tree_map(lambda x: x / 2, setup.state.params))
+    second = evaluator.evaluate(halved, tmp_path)
+    assert len(traces) == 1
+    assert first["step"] == second["step"] == 6
+    assert json.loads((model_eval.report_dir(tmp_path, 6) / "report.json").read_text()) == second
+
+
+def test_the_host_reads_the_steps_only_at_log_checkpoint_and_eval_steps(uninterrupted):
+    """Every step's finite flag is read once, several steps per read: at the log steps (2, 4,
+    6), the checkpoint steps (3, 6; orbax may add the first step of a fresh run) and the
+    evaluation at 3; never at step 5."""
+    reads = uninterrupted[4]
+    assert [s for covered in reads for s in covered] == list(range(6))
+    ends = [covered[-1] + 1 for covered in reads]  # the step count when read
+    assert set(ends) - {1} == {2, 3, 4, 6} and len(reads) < 6
+
+
+def test_a_non_finite_step_is_named_when_read_later():
+    """Read at a log step, the first non-finite step among those since the last read is
+    named with its terms."""
+
+    class Manager:
+        def wait_until_finished(self):
+            pass
+
+        def latest_step(self):
+            return 3
+
+    ok = {"finite": np.bool_(True), "loss": np.float32(1.0), "sim": np.float32(0.5)}
+    bad = {"finite": np.bool_(False), "loss": np.float32(np.nan), "sim": np.float32(np.inf)}
+    train._check_finite([(3, ok), (4, ok)], Manager())
+    with pytest.raises(train.NonFiniteLossError, match=r"step 5: non-finite loss, sim;.* step 3"):
+        train._check_finite([(4, ok), (5, bad), (6, bad)], Manager())
 
 
 def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, monkeypatch):
-    """Killed after step 4 (checkpoint at 3), the rerun resumes and ends bit-identical."""
+    """Killed after step 4 (checkpoint at 3), the rerun resumes and ends bit-identical; each
+    checkpoint holds the config it was trained with."""
     real_step = train.make_train_step
 
     def dying_step(*args, **kwargs):
@@ -77,8 +155,10 @@ def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         train.run(_quick(data_dir, **{"eval.at_end": False}), tmp_path, progress=False)
     monkeypatch.setattr(train, "make_train_step", real_step)
+    assert checkpoints.saved_config(tmp_path).train.steps == 6
     state, _ = train.run(_quick(data_dir, **{"eval.at_end": False}), tmp_path, progress=False)
     assert int(state.step) == 6
+    assert not (tmp_path / "config.json").exists()
     for resumed, full in zip(_params(state), _params(uninterrupted[1]), strict=True):
         np.testing.assert_array_equal(resumed, full)
 
@@ -87,7 +167,7 @@ def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(uninterrupted, 
     """time_limit_s=0: one step, a checkpoint, no report; the rerun ends bit-identical."""
     state, report = train.run(_quick(data_dir), tmp_path, progress=False, time_limit_s=0.0)
     assert int(state.step) == 1 and report is None
-    assert not (tmp_path / "report.json").exists()
+    assert not list(tmp_path.rglob("report.json"))
     state, report = train.run(_quick(data_dir), tmp_path, progress=False)
     assert int(state.step) == 6 and report["metrics"] == uninterrupted[2]["metrics"]
     for resumed, full in zip(_params(state), _params(uninterrupted[1]), strict=True):
@@ -98,24 +178,24 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     """The loss per step on a 4-device mesh equals the 1-device one (global batch)."""
     if len(jax.devices()) < 4:
         pytest.skip("needs 4 devices")
-    # The literal kNN form: the default (marginal) form's gradient jumps where two outputs swap
-    # rank, and its first steps are large, so float32 rounding grows faster from step 3 on
-    # (2e-4 at step 4); every form's value and gradient on 4 devices are tested in
-    # test_losses.py::test_binary_kl_loss_sharded.
-    changes = {"eval.at_end": False, "loss.kl_form": "wkv"}
+    # The literal kNN form at the first study's weight: the default (marginal) form's gradient
+    # jumps where two outputs swap rank, and its first steps are large, so float32 rounding
+    # grows faster from step 3 on (2e-4 at step 4); every form's value and gradient on 4
+    # devices are tested in test_losses.py::test_binary_kl_loss_sharded.
+    changes = {"eval.at_end": False, "loss.kl_form": "wkv", "loss.w_kl": 0.1}
     one = tmp_path / "one"
     train.run(
         _quick(data_dir, **changes),
         one,
         progress=False,
-        mesh=train.make_mesh(jax.devices()[:1]),
+        mesh=parallel.make_mesh(jax.devices()[:1]),
     )
     four = tmp_path / "four"
     train.run(
         _quick(data_dir, **changes),
         four,
         progress=False,
-        mesh=train.make_mesh(jax.devices()[:4]),
+        mesh=parallel.make_mesh(jax.devices()[:4]),
     )
     a, b = _losses(one), _losses(four)
     steps = sorted(a)
@@ -169,7 +249,8 @@ def test_cli_evaluate_encode_search(uninterrupted, tmp_path, capsys):
 
     workdir = uninterrupted[0]
     cli.main(["evaluate", "--workdir", str(workdir)])
-    assert "mAP@50" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mAP@50" in out and str(model_eval.report_dir(workdir, 6) / "report.json") in out
     out = tmp_path / "codes.npy"
     cli.main(["encode", "--workdir", str(workdir), "--out", str(out)])
     codes = np.load(out)
@@ -229,7 +310,7 @@ def test_per_device_kl_alone():
 
     codes = jax.random.normal(jax.random.key(0), (16, 8))
     batch = {"label": jnp.zeros(16, jnp.int32)}
-    mesh = train.make_mesh(jax.devices()[:1])
+    mesh = parallel.make_mesh(jax.devices()[:1])
     key = jax.random.key(1)
     for knn, want_key in (("per_device", jax.random.fold_in(key, 0)), ("global", key)):
         config = config_lib.default_config()
@@ -263,8 +344,9 @@ def test_cli_train_and_python_m(data_dir, tmp_path, capsys):
         ]
     )
     out = capsys.readouterr().out
-    assert "mAP@50" in out and str(tmp_path / "report.json") in out
-    assert json.loads((tmp_path / "report.json").read_text())["code_length"] == 8
+    report_path = model_eval.report_dir(tmp_path, 2) / "report.json"
+    assert "mAP@50" in out and str(report_path) in out
+    assert json.loads(report_path.read_text())["code_length"] == 8
     with pytest.raises(ValueError, match=r"unknown config key 'model\.bitz'"):
         cli.main(
             ["train", "--config", str(config), "--workdir", str(tmp_path), "--set", "model.bitz=8"]
@@ -313,5 +395,5 @@ def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
     _, report = train.run(config, tmp_path / "run", progress=False)
     assert set(report["metrics"]) == {"mAHP@5", "mistake_severity"}
     assert 0.0 <= report["metrics"]["mAHP@5"] <= 1.0
-    assert set(report["baselines"]["random_codes"]) == set(report["metrics"])
+    assert set(report["rows"]["random_codes"]["summary"]) == set(report["metrics"])
     assert "caption" in report["note"]

@@ -1,8 +1,8 @@
 """The PyTorch train-step benchmark computes the naive Flax step's loss, model and update.
 
 Oracles: ``benchmarks.losses.reference_hashing`` (the JAX reference, same inputs and targets),
-the Flax model's parameter shapes, ``jaxhash.train.make_optimizer`` (optax) and
-``jaxhash.train.learning_rate_schedule``. The tests that need PyTorch skip without it (it is no
+the Flax model's parameter shapes, ``jaxhash.state.make_optimizer`` (optax) and
+``jaxhash.state.learning_rate_schedule``. The tests that need PyTorch skip without it (it is no
 test dependency); the schedule and the no-PyTorch line are checked everywhere.
 """
 
@@ -22,7 +22,8 @@ from benchmarks import train_step as flax_bench
 from benchmarks import train_step_torch as bench
 from benchmarks.losses import reference_hashing
 from benchmarks.random_data import train_step_inputs
-from jaxhash import models, train
+from jaxhash import models
+from jaxhash import state as train_state
 from jaxhash.config import default_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_constants_and_schedule_match_jaxhash_defaults():
         flax_bench.SCHEDULE_STEPS,
     )
     assert not optim.grad_clip and optim.backbone_lr_scale == 1.0
-    schedule = train.learning_rate_schedule(optim, flax_bench.SCHEDULE_STEPS)
+    schedule = train_state.learning_rate_schedule(optim, flax_bench.SCHEDULE_STEPS)
     for step in (0, 1, 37, 99, 100, 101, 2500, 9999, 10_000, 12_345):
         assert bench.learning_rate(step) == pytest.approx(float(schedule(step)), abs=1e-8)
 
@@ -152,7 +153,7 @@ def test_sgd_update_matches_optax(monkeypatch):
     grads = [rng.normal(size=(5, 3)).astype(np.float32) for _ in range(4)]
     start = 101  # past the warm-up: non-zero rates
 
-    optimizer = train.make_optimizer(default_config().optim, flax_bench.SCHEDULE_STEPS)
+    optimizer = train_state.make_optimizer(default_config().optim, flax_bench.SCHEDULE_STEPS)
     state = optimizer.init(jnp.asarray(params))
     state = jax.tree_util.tree_map(
         lambda x: jnp.full_like(x, start) if x.dtype == jnp.int32 else x, state

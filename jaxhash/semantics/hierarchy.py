@@ -20,15 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhash.semantics.errors import HierarchyError
+
 SIMILARITY_KINDS = ("lcs_height", "wup", "path")
 
 
 def _name(synset) -> str:
     return synset.name()
-
-
-class HierarchyError(ValueError):
-    """A hierarchy that is not a rooted tree over the classes, or an unknown name."""
 
 
 def read_parent_child(path: str | os.PathLike) -> list[tuple[str, str]]:

@@ -12,7 +12,8 @@ from importlib import resources
 
 import numpy as np
 
-from jaxhash.semantics.hierarchy import SIMILARITY_KINDS, ClassHierarchy, HierarchyError
+from jaxhash.semantics.errors import HierarchyError
+from jaxhash.semantics.hierarchy import SIMILARITY_KINDS, ClassHierarchy
 
 #: CIFAR-100 fine classes in the official label order (apple = 0 ... worm = 99).
 CIFAR100_CLASSES = (

@@ -11,7 +11,7 @@ import re
 import warnings
 from collections.abc import Sequence
 
-from jaxhash.semantics.hierarchy import HierarchyError
+from jaxhash.semantics.errors import HierarchyError
 
 _WNID = re.compile(r"^n\d{8}$")
 
