@@ -58,6 +58,9 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxhash import kernels
+from jaxhash.kernels import hamming_tiles
+
 log = logging.getLogger(__name__)
 
 # Largest number of database rows per tile in the first selection stage.
@@ -214,6 +217,7 @@ class _Plan(NamedTuple):
     query_block: int
     num_blocks: int
     chunks_per_device: int
+    pallas: bool  # stage 1 (tile minima) by the fused kernel of jaxhash.kernels.hamming_tiles
 
 
 def _tile_size(rows: int, k: int, selection: str) -> int:
@@ -234,7 +238,16 @@ def _tile_size(rows: int, k: int, selection: str) -> int:
 
 
 def _plan(
-    metric, num_queries, num_rows, width, k, num_devices, query_block, database_block, selection
+    metric,
+    num_queries,
+    num_rows,
+    width,
+    k,
+    num_devices,
+    query_block,
+    database_block,
+    selection,
+    impl="xla",
 ):
     rows_local = -(-num_rows // num_devices)
     if database_block is None:
@@ -248,7 +261,7 @@ def _plan(
     flat = tile == 1 or kt * tile >= chunk_tiles * tile
     if flat and metric == "hamming" and tile > 1:  # the tiles would hold the whole chunk
         return _plan(metric, num_queries, num_rows, width, k, num_devices, query_block,
-                     database_block, "flat")  # fmt: skip
+                     database_block, "flat", impl)  # fmt: skip
     chunk_rows = chunk_tiles * tile
     entries = chunk_rows if flat else max(chunk_tiles, kt * tile)
     if query_block is None:
@@ -265,6 +278,7 @@ def _plan(
         query_block=query_block,
         num_blocks=-(-num_queries // query_block),
         chunks_per_device=-(-tiles_local // chunk_tiles),
+        pallas=metric == "hamming" and not flat and kernels.resolve_impl(impl) == "pallas",
     )
 
 
@@ -309,11 +323,14 @@ def _hamming_chunk(q_words, self_ids, chunk, first_row, num_rows, plan, sentinel
         dist = popcount_distance(q_words, chunk)  # [Qb, T, tiles]
         dist = dist.transpose(0, 2, 1).reshape(qb, num_tiles * tile)
         idx = first_row + jnp.arange(num_tiles * tile, dtype=jnp.int32)[None, :]
+    elif plan.pallas:
+        tile_min = hamming_tiles.tile_minima(q_words, chunk)
     else:
         tile_min = None
         for t in range(tile):
             d = popcount_distance(q_words, chunk[:, t, :])
             tile_min = d if tile_min is None else jnp.minimum(tile_min, d)
+    if not plan.flat:
         tile_first = first_row + tile * jnp.arange(num_tiles, dtype=jnp.int32)
         tile_min = jnp.where(tile_first < num_rows, tile_min.astype(jnp.int32), sentinel)
         _, tiles = lax.top_k(_rank_score(tile_min), plan.kt)
@@ -472,6 +489,7 @@ def search(
     query_block: int | None = None,
     database_block: int | None = None,
     selection: str = "auto",
+    impl: str = "auto",
 ) -> tuple[jax.Array, jax.Array]:
     """The search behind :func:`hamming_topk` and :func:`embedding_topk`, without input checks.
 
@@ -483,6 +501,7 @@ def search(
     num_rows = database.shape[0]
     num_devices = check_mesh(mesh, axis_name)
     _check_blocks(query_block, database_block, selection)
+    kernels.resolve_impl(impl)  # a ValueError for an unknown impl, whatever the plan
     plan = _plan(
         metric,
         num_queries,
@@ -493,6 +512,7 @@ def search(
         query_block,
         database_block,
         selection,
+        impl,
     )
     num_chunks = num_devices * plan.chunks_per_device
     if metric == "hamming":
@@ -548,6 +568,7 @@ def hamming_topk(
     query_block: int | None = None,
     database_block: int | None = None,
     selection: str = "auto",
+    impl: str = "auto",
 ) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest database codes of each query by Hamming distance, ties by lower index.
 
@@ -564,6 +585,10 @@ def hamming_topk(
       selection: "tiled" (two-stage, see the module docstring), "flat" (one stable top_k per
         chunk) or "auto" (tiled unless the k tiles would cover over a quarter of a chunk). The
         result does not depend on it, nor on the block sizes.
+      impl: the tiled selection's first stage (distances and tile minima) by "xla", by the fused
+        Pallas kernel of :mod:`jaxhash.kernels.hamming_tiles` ("pallas"; on a CPU it runs in
+        Pallas's interpreter, for tests) or "auto" (the kernel on GPUs and TPUs; the
+        environment variable ``JAXHASH_IMPL`` overrides it). Same result.
 
     Returns:
       ``(distances int32 [Q, k], indices int32 [Q, k])``, sorted by (distance, index).
@@ -582,6 +607,7 @@ def hamming_topk(
         query_block=query_block,
         database_block=database_block,
         selection=selection,
+        impl=impl,
     )
 
 
