@@ -81,9 +81,11 @@ def test_kth_neighbor_pallas_random_floats():
 
 
 def test_impl_choice_and_errors(monkeypatch):
-    """auto is XLA on the CPU; JAXHASH_IMPL overrides it; bad values and dtypes are named."""
+    """auto is the kernel on GPUs and TPUs, XLA on CPUs; JAXHASH_IMPL overrides it; bad values
+    and dtypes are named."""
     monkeypatch.delenv("JAXHASH_IMPL", raising=False)
-    assert kernels.resolve_impl("auto") == "xla"
+    accelerator = jax.default_backend() in ("gpu", "tpu")
+    assert kernels.resolve_impl("auto") == ("pallas" if accelerator else "xla")
     assert kernels.resolve_impl("pallas") == "pallas"
     monkeypatch.setenv("JAXHASH_IMPL", "pallas")
     assert kernels.resolve_impl("auto") == "pallas"
@@ -96,6 +98,11 @@ def test_impl_choice_and_errors(monkeypatch):
         kernels.resolve_impl("triton")
     with pytest.raises(ValueError, match="variant must be"):
         kernels.check_variant("cuda")
+    with jax.enable_x64(True):
+        x = jnp.ones((4, 3), jnp.float64)
+        with pytest.raises(ValueError, match="impl='pallas' takes float32"):
+            knn.kth_neighbor_indices(x, x, 1, impl="pallas")
+        assert knn.kth_neighbor_indices(x, x, 1, impl="auto").shape == (4,)  # XLA for float64
     with pytest.raises(ValueError, match="impl must be one of"):
         retrieval.hamming_topk(
             jnp.zeros((2, 1), jnp.uint8), jnp.zeros((3, 1), jnp.uint8), 1, impl="gpu"
