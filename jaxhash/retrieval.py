@@ -24,16 +24,20 @@ The first stage's loop order is chosen per backend. CPUs (XLA) form the minima d
 ``[tiles, Qb]``, so each database word is read once for a block of queries rather than once per
 query, and rank them per query one level up, through super-tiles of 32 tiles
 (:func:`_best_tiles_by_columns`: the same k tiles); query blocks are small (about 128 queries)
-and searched one call each (inside a ``lax.map`` this stage runs about 4x slower). That is
-1.5-2.5x faster than query-major on CPUs. Accelerators form them query-major, with XLA or in
+and searched one call each (inside a ``lax.map`` this stage runs about 4x slower). On CPUs
+that is up to 2x faster than query-major (1.7x at 1,000 queries x 10^6 codes; less for few
+queries). Accelerators form them query-major, with XLA or in
 registers with the Pallas kernel of :mod:`jaxhash.kernels.hamming_tiles` (``impl``).
 
-Time is linear in the database size N apart from its preparation, a transposing copy into the
-tile layout on every call: up to about 10^6 64-bit codes (8 MB) the codes and their copy stay in
-a CPU's last-level cache, beyond it the copy runs from memory at several times the cost per code,
-and 2^20-row chunks round N up (10^7 -> 10.5 x 2^20). Together these made 10x the codes cost 13x
-the time. The copy is now one jitted pass from the packed bytes (it was three: padding, 32-bit
-words, layout), about 1.5x faster at 10^7 codes and 2x at 10^6.
+Work is linear in the database size N; time on CPUs is not, through the cache. Up to about 10^6
+64-bit codes (8 MB) the codes and their tile layout fit a last-level cache and stay there between
+calls; beyond, every chunk comes from memory. Measured in one process (100 queries, k = 100),
+from 10^6 to 10^7 codes the per-call layout copy grew about 50x and the search 15-20x (one
+2^20-row chunk of the larger database took 2-3x as long as the whole cached 10^6 one), where
+FAISS grew 9-11x; 2^20-row chunks also round N up (10^7 -> 10.5 x 2^20). The copy is now one
+jitted pass from the packed bytes (it was three: padding, 32-bit words, layout): 2.4x faster at
+10^6 codes, 1.4x at 10^7. A copy per chunk inside the search (cache-resident) gained 1.1-1.2x at
+10^7 and lost at 10^6, so it was left out.
 
 With ``exclude_self``, k + 1 tiles are kept and the query's own row is masked in stage 2 (the top k
 without self lie inside the top k + 1 with it). The database is processed in chunks with a running
