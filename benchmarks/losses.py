@@ -6,11 +6,18 @@ k-th neighbour, gradients through everything. Each line is value-and-grad w.r.t.
 
     python -m benchmarks.losses                 # batch 256, 1024, 4096 at K = 64
     python -m benchmarks.losses --full          # adds 16384 (accelerators)
+    python -m benchmarks.losses --cases hashing_loss --batch 4096 65536 --impls xla pallas \
+        --reference-max 16384
+
+``--impls`` times the losses with a k-th-neighbour term (hashing_loss, binary_kl_loss) once per
+kNN implementation, traced under ``JAXHASH_IMPL`` (lines "jaxhash_xla", "jaxhash_pallas";
+"auto" is the line "jaxhash"), so the fused kernel and the XLA path meet in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +85,38 @@ def _inputs(batch: int, bits: int, classes: int, seed: int = 0):
     return z, logits, labels, jnp.asarray(table, jnp.float32), jax.random.key(seed)
 
 
-def run(batches: list[int], bits: int = 64, classes: int = 100) -> list[dict]:
+KNN_CASES = ("hashing_loss", "binary_kl_loss")
+CASES = ("hashing_loss", "similarity_loss_class", "similarity_loss_dense", "binary_kl_loss")
+
+
+def with_impl(fn, impl: str):
+    """``fn`` traced with ``JAXHASH_IMPL=impl`` (jaxhash.kernels), the kNN implementation its
+    loss uses; "auto" leaves the variable unset. A fresh function, so jit traces it anew."""
+
+    def traced(*args):
+        saved = os.environ.pop("JAXHASH_IMPL", None)
+        if impl != "auto":
+            os.environ["JAXHASH_IMPL"] = impl
+        try:
+            return fn(*args)
+        finally:
+            os.environ.pop("JAXHASH_IMPL", None)
+            if saved is not None:
+                os.environ["JAXHASH_IMPL"] = saved
+
+    return traced
+
+
+def run(
+    batches: list[int],
+    bits: int = 64,
+    classes: int = 100,
+    cases: tuple[str, ...] = CASES,
+    impls: tuple[str, ...] = ("auto",),
+    reference_max: int | None = None,
+) -> list[dict]:
+    """Time ``cases`` per batch: jaxhash once per kNN ``impls`` entry (where the loss has a kNN
+    term) and the reference up to batch ``reference_max``."""
     rows = []
     for batch in batches:
         z, logits, labels, table, key = _inputs(batch, bits, classes)
@@ -90,7 +128,7 @@ def run(batches: list[int], bits: int = 64, classes: int = 100) -> list[dict]:
             return losses.hashing_loss(z, key, logits=logits, labels=labels, targets=targets)[0]
 
         # name: (ours, reference, arguments, number of leading arguments differentiated)
-        cases = {
+        table_of_cases = {
             "hashing_loss": (
                 ours_total,
                 lambda z, logits, labels, table, key: reference_hashing(
@@ -113,29 +151,33 @@ def run(batches: list[int], bits: int = 64, classes: int = 100) -> list[dict]:
             ),
             "binary_kl_loss": (losses.binary_kl_loss, reference_kl, (z, key), 1),
         }
-        for name, (ours, reference, args, num_diff) in cases.items():
+        for name in cases:
+            ours, reference, args, num_diff = table_of_cases[name]
             argnums = tuple(range(num_diff))
-            ours_fn = jax.jit(jax.value_and_grad(ours, argnums=argnums))
-            ref_fn = jax.jit(jax.value_and_grad(reference, argnums=argnums))
-            ours_value = float(ours_fn(*args)[0])
-            ref_value = float(ref_fn(*args)[0])
-            ref_ms = time_fn(ref_fn, *args)
-            ours_ms = time_fn(ours_fn, *args)
-            rows.append(
-                emit(name, "reference", shape, ref_ms, "reference", ref_ms, value=ref_value)
-            )
-            rows.append(
-                emit(
-                    name,
-                    "jaxhash",
-                    shape,
-                    ours_ms,
-                    "reference",
-                    ref_ms,
-                    value=ours_value,
-                    reference_value=ref_value,
+            ref_ms = ref_value = None
+            if reference_max is None or batch <= reference_max:
+                ref_fn = jax.jit(jax.value_and_grad(reference, argnums=argnums))
+                ref_value = float(ref_fn(*args)[0])
+                ref_ms = time_fn(ref_fn, *args)
+                rows.append(
+                    emit(name, "reference", shape, ref_ms, "reference", ref_ms, value=ref_value)
                 )
-            )
+            for impl in impls if name in KNN_CASES else ("auto",):
+                ours_fn = jax.jit(jax.value_and_grad(with_impl(ours, impl), argnums=argnums))
+                ours_value = float(ours_fn(*args)[0])
+                ours_ms = time_fn(ours_fn, *args)
+                rows.append(
+                    emit(
+                        name,
+                        "jaxhash" if impl == "auto" else f"jaxhash_{impl}",
+                        shape,
+                        ours_ms,
+                        None if ref_ms is None else "reference",
+                        ref_ms,
+                        value=ours_value,
+                        reference_value=ref_value,
+                    )
+                )
     return rows
 
 
@@ -145,9 +187,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--full", action="store_true", help="add batch 16384")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument(
+        "--impls", nargs="+", choices=("auto", "xla", "pallas"), default=["auto"],
+        help="kNN implementations for the losses with a kNN term (pallas on a CPU: interpreted)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference-max", type=int, help="largest batch for the [B, B] reference (default: all)"
+    )
     args = parser.parse_args(argv)
     batches = args.batch + ([16384] if args.full and 16384 not in args.batch else [])
-    run(batches, args.bits, args.classes)
+    run(batches, args.bits, args.classes, tuple(args.cases), tuple(args.impls), args.reference_max)
 
 
 if __name__ == "__main__":

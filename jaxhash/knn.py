@@ -10,6 +10,9 @@ the numerics of kNN estimators (DINOv2's KoLeo loss; Wang, Kulkarni & Verdu 2009
   part that carries gradients, so the backward pass costs O(Q D) instead of O(Q P D).
 * **Blocks of queries.** Scores are formed ``block_size`` query rows at a time, so memory is
   O(block_size * P) at any number of queries.
+* **A fused kernel on accelerators.** On GPUs and TPUs the neighbour is picked by a Pallas kernel
+  (:mod:`jaxhash.kernels.kth_neighbor`) that scores tiles in registers and never writes a score
+  matrix; the XLA path stays the reference and the CPU path (``impl``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxhash import kernels
+from jaxhash.kernels import kth_neighbor as kth_neighbor_kernel
 from jaxhash.validation import as_int, float_array
 
 # Scores are reduced in tiles of this many columns: a vectorised min per tile, then a small
@@ -113,6 +118,22 @@ def _kth_smallest_index(scores: jax.Array, k: int, selection: str) -> jax.Array:
     return tile * _TILE + within % _TILE
 
 
+def _resolve_impl(impl: str, dtype, k: int) -> str:
+    """The implementation to run, "xla" or "pallas" (see :func:`kth_neighbor_indices`)."""
+    explicit = impl == "pallas"
+    impl = kernels.resolve_impl(impl)
+    if impl == "xla":
+        return impl
+    if dtype != jnp.float32:
+        if explicit:
+            raise ValueError(
+                f"impl='pallas' takes float32 queries and points; got {dtype}. Cast them, or "
+                "pass impl='xla' (or 'auto')."
+            )
+        return "xla"
+    return "pallas" if explicit or k <= _ITERATIVE_MAX_K else "xla"
+
+
 def kth_neighbor_indices(
     queries: jax.Array,
     points: jax.Array,
@@ -124,6 +145,7 @@ def kth_neighbor_indices(
     block_size: int | None = None,
     precision: lax.Precision | str | None = lax.Precision.HIGHEST,
     selection: str = "tiled",
+    impl: str = "auto",
 ) -> jax.Array:
     """Index of the k-th nearest point (Euclidean) of each query; no gradient.
 
@@ -144,9 +166,15 @@ def kth_neighbor_indices(
       selection: how the k-th smallest score of a row is found: "tiled" (default; minima of
         64-column tiles, then an exact search of the k best tiles), "flat" (k masked argmin
         passes) or "top_k" (``lax.top_k``). Same result; speed differs by backend.
+      impl: "xla" (the blocked matrix products above), "pallas" (the fused kernel; float32
+        only; on a CPU it runs in Pallas's interpreter, for tests) or "auto" (the kernel on GPUs
+        and TPUs for float32 inputs and k <= 16, else XLA; the environment variable
+        ``JAXHASH_IMPL`` overrides it). The kernel's ties go to the lowest index at every k,
+        as "flat" and "top_k" do.
 
     Returns:
-      ``int32 [Q]``. For k = 1, ties go to the lowest index; for k > 1, to one of the tied.
+      ``int32 [Q]``. For k = 1, ties go to the lowest index; for k > 1, to one of the tied
+      ("tiled") or to the lowest ("flat", "top_k", the kernel).
     """
     queries, points, k, points_mask, block_size = _check_args(
         queries, points, k, exclude_self, points_mask, block_size
@@ -154,11 +182,20 @@ def kth_neighbor_indices(
     if selection not in ("tiled", "flat", "top_k"):
         raise ValueError(f"selection must be 'tiled', 'flat' or 'top_k'; got {selection!r}.")
     dtype = jnp.promote_types(queries.dtype, points.dtype)
+    impl = _resolve_impl(impl, dtype, k)
     queries = lax.stop_gradient(queries.astype(dtype))
     points = lax.stop_gradient(points.astype(dtype))
     sq_norms = jnp.sum(points * points, axis=1)
     if points_mask is not None:
         sq_norms = jnp.where(points_mask, sq_norms, jnp.inf)
+    if impl == "pallas":
+        num_queries = queries.shape[0]
+        row_ids = jnp.full((num_queries,), -1, jnp.int32)
+        if exclude_self:
+            row_ids = query_offset + jnp.arange(num_queries, dtype=jnp.int32)
+        return kth_neighbor_kernel.kth_neighbor_indices(
+            queries, points, k, row_ids, sq_norms, precision=precision
+        )
 
     num_queries = queries.shape[0]
     block = min(block_size, num_queries)
@@ -193,6 +230,7 @@ def kth_neighbor_sq_distances(
     block_size: int | None = None,
     precision: lax.Precision | str | None = lax.Precision.HIGHEST,
     selection: str = "tiled",
+    impl: str = "auto",
 ) -> jax.Array:
     """Exact squared distance ``||q_i - p_j||^2`` from each query to its k-th nearest point.
 
@@ -212,6 +250,7 @@ def kth_neighbor_sq_distances(
         block_size=block_size,
         precision=precision,
         selection=selection,
+        impl=impl,
     )
     diff = queries - points[indices]
     return jnp.sum(diff * diff, axis=1)

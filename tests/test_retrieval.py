@@ -136,6 +136,30 @@ def test_block_sizes_and_selection_do_not_matter():
         _assert_topk(result, expected)
 
 
+@pytest.mark.parametrize("database_major", [True, False])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_first_stage_orders_agree(monkeypatch, database_major, exclude_self):
+    """Stage 1 database-major with super-tiles (CPUs) or query-major (the accelerators' XLA
+    path): the brute-force result, ties included, over several chunks."""
+    if not database_major:
+        monkeypatch.setattr(retrieval, "_DATABASE_MAJOR", frozenset())
+    rng = np.random.default_rng(8)
+    database = _packed(rng, 600, 8, 4)  # 4 byte values: many equal distances
+    queries = database if exclude_self else _packed(rng, 23, 8, 4)
+    plan = retrieval._plan("hamming", len(queries), 600, 2, 5, 1, None, 128, "tiled")
+    assert plan.columns == database_major and not plan.flat and plan.chunks_per_device > 1
+    result = retrieval.hamming_topk(
+        queries,
+        database,
+        5,
+        exclude_self=exclude_self,
+        database_block=128,
+        query_block=10,
+        selection="tiled",
+    )
+    _assert_topk(result, _oracle_topk(queries, database, 5, exclude_self))
+
+
 def test_large_chunk_uses_sorted_tiles():
     """Chunks past 2^24 / (K + 2) rows cannot rank on a fused float32 key: the tiles are sorted."""
     rng = np.random.default_rng(6)

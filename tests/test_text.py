@@ -238,6 +238,55 @@ def test_plan_passes_covers_every_sentence_once(batch_size):
         assert max(len(row) for row in plan.rows) <= plan.num_segments
 
 
+def test_plan_fixed_passes_one_shape():
+    """Fixed passes cover every sentence once, in one [rows, width] shape and segment count."""
+    lengths = np.random.default_rng(7).integers(2, 65, 300)
+    plans = text.plan_fixed_passes(lengths, 4, 64)
+    assigned = sorted(i for plan in plans for row in plan.rows for i in row)
+    assert assigned == list(range(len(lengths)))
+    assert {(plan.num_rows, plan.width, plan.num_segments) for plan in plans} == {(4, 64, 32)}
+    for plan in plans:
+        assert 1 <= len(plan.rows) <= 4
+        assert all(sum(lengths[i] for i in row) <= 64 for row in plan.rows)
+
+
+@needs_model
+def test_fixed_shapes_match_bucketed(encoder, fixture, fixture_output, monkeypatch):
+    """shapes="fixed" runs every pass in one shape and gives the bucketed embeddings to 1e-6;
+    "auto" is bucketed on the CPU."""
+    assert encoder.shapes == "bucketed"
+    fixed = SentenceEncoder(
+        encoder.params,
+        encoder.tokenizer,
+        encoder.config,
+        max_length=encoder.max_length,
+        model_id=encoder.model_id,
+        pad_id=encoder.pad_id,
+        shapes="fixed",
+    )
+    shapes = set()
+    run_pass = fixed._run_pass
+
+    def recording(input_ids, segment_ids, positions, num_segments):
+        shapes.add((input_ids.shape, num_segments))
+        return run_pass(input_ids, segment_ids, positions, num_segments)
+
+    monkeypatch.setattr(fixed, "_run_pass", recording)
+    sentences = fixture["sentences"]
+    out = fixed.embed(sentences, batch_size=1)  # rows of max_length tokens, one per pass
+    assert shapes == {((1, encoder.max_length), encoder.max_length // 2)}
+    np.testing.assert_allclose(out, fixture_output, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="shapes must be one of"):
+        SentenceEncoder(
+            encoder.params,
+            encoder.tokenizer,
+            encoder.config,
+            max_length=8,
+            model_id="m",
+            shapes="static",
+        )
+
+
 # ----------------------------------------------------------------------------- targets
 
 

