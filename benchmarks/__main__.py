@@ -32,7 +32,6 @@ from pathlib import Path
 from benchmarks.common import device_slug
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDNET = ROOT.parent / "shared" / "data" / "wordnet"
 
 # name -> (modules it needs, arguments per size). "" = the script's defaults.
 SUITE: dict[str, tuple[tuple[str, ...], dict[str, list[str]]]] = {
@@ -91,6 +90,19 @@ def _git_commit() -> str | None:
 
 def _missing(modules: tuple[str, ...]) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def _wordnet_installed() -> bool:
+    """Whether nltk finds WordNet on its search path (``NLTK_DATA`` and its defaults)."""
+    import nltk
+
+    for resource in ("corpora/wordnet.zip", "corpora/wordnet"):
+        try:
+            nltk.data.find(resource)
+            return True
+        except LookupError:
+            continue
+    return False
 
 
 def run_one(name: str, args: list[str], timeout: float) -> tuple[list[dict], dict | None]:
@@ -152,11 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or SUITE:
         needs, sizes = SUITE[name]
         extra, missing = list(sizes[level]), _missing(needs)
-        if name == "semantics":  # WordNet is data, not a module: ../shared/data/wordnet
-            if WORDNET.exists():
-                extra += ["--wordnet", str(WORDNET)]
-            else:
-                missing.append(f"WordNet at {WORDNET}")
+        if name == "semantics" and not _wordnet_installed():  # WordNet is data, not a module
+            missing.append("WordNet 3.0 for nltk (python -m nltk.downloader wordnet)")
         if missing:
             status = {"status": "skipped", "reason": f"needs {', '.join(missing)}"}
             rows = []

@@ -18,8 +18,9 @@ global arrays sharded over all devices, prefetched), at global batch 256 and 512
 Each row's ``images_per_s`` is global batch / median time per batch (iterator rows: time to
 receive the next device batch, at steady state); ``speedup`` is the reference time / this
 time. ``input_bound`` says whether the train step would wait for the input (pipeline
-images/s below the step's). Data: ../shared/data/cifar100_subset (5,000 real images; the
-pipeline cycles through it), else the synthetic_hierarchy default, both 32x32x3.
+images/s below the step's). Data: ``--manual-dir`` (a CIFAR-100 archive or .npz), by default
+the CIFAR-100 sample committed with the tests (500 real training images; the pipeline cycles
+through it), 32x32x3.
 
     python -m benchmarks.input_pipeline                 # both batch sizes
     python -m benchmarks.input_pipeline --batch-sizes 256 --quick
@@ -46,7 +47,7 @@ from benchmarks.common import emit, time_fn
 from jaxhash import data
 from jaxhash.data.tf_setup import tf
 
-CIFAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar100_subset"
+CIFAR = Path(__file__).resolve().parents[1] / "tests" / "data" / "cifar100_sample"
 BENCHMARK = "input_pipeline.train"
 
 
@@ -130,8 +131,8 @@ def main() -> None:
     parser.add_argument(
         "--manual-dir",
         default=None,
-        help="CIFAR-100 archive or .npz (e.g. the full set that ../shared/data/cifar100_full "
-        "rebuilds); default: ../shared/data/cifar100_subset",
+        help="CIFAR-100 archive or .npz (e.g. the full official split); default: the sample "
+        "in tests/data/cifar100_sample",
     )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 3.0

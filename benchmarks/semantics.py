@@ -4,7 +4,8 @@ Times (1) building the CIFAR-100 WordNet tree from WordNet and its lcs_height ma
 the straightforward nltk route (``lowest_common_hypernyms`` per class pair) for the same matrix,
 and (2) a 1000-class WordNet hierarchy (the first 1000 leaf noun synsets) and its matrices, with
 nltk's per-pair route timed on its first 100 classes only (reported as such). Needs WordNet:
-``--wordnet DIR`` (default ../shared/data/wordnet). The sentence encoder has its own script,
+``--wordnet DIR`` (a folder holding ``corpora/wordnet.zip``; default: nltk's search path,
+``NLTK_DATA``). The sentence encoder has its own script,
 benchmarks/semantics_text.py.
 
     python -m benchmarks.semantics
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -106,8 +106,9 @@ def run(wordnet_dir: str | None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordnet"
-    parser.add_argument("--wordnet", default=str(default) if default.exists() else None)
+    parser.add_argument(
+        "--wordnet", default=None, help="folder holding corpora/wordnet.zip (default: NLTK_DATA)"
+    )
     run(parser.parse_args(argv).wordnet)
 
 

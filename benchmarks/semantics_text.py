@@ -1,8 +1,8 @@
 """Caption embedding throughput: jaxhash's JAX all-MiniLM-L6-v2 against references, same process.
 
-Encodes 1,000 distinct Flickr8k captions (``../shared/data/captions_small``; deterministic
-synthetic sentences if that folder is absent) at batch sizes 64 and 256, tokenization included,
-compile time excluded (warm-up calls first), no cache. References:
+Encodes 1,000 distinct captions (``--captions``: a TSV of ``file<TAB>caption`` lines such as
+Flickr8k's; deterministic synthetic sentences without it) at batch sizes 64 and 256,
+tokenization included, compile time excluded (warm-up calls first), no cache. References:
 
 * ``jax_unjitted_padded``: the same model (:func:`jaxhash.semantics.text.sentence_embeddings`)
   called without ``jax.jit``, one batch at a time in input order, padded to the batch's
@@ -30,17 +30,19 @@ import numpy as np
 from benchmarks.common import device_name, emit, time_fn
 from jaxhash.semantics import text
 
-CAPTIONS = Path(__file__).resolve().parents[1].parent / "shared/data/captions_small/captions.tsv"
 BENCHMARK = "semantics_text.embed"
 
 
-def load_sentences(num: int) -> tuple[list[str], str]:
-    """``num`` distinct captions (file order), or synthetic ones if the data is absent."""
-    if CAPTIONS.is_file():
-        lines = CAPTIONS.read_text(encoding="utf-8").splitlines()
+def load_sentences(num: int, captions_tsv: str | None = None) -> tuple[list[str], str]:
+    """``num`` distinct captions (file order), or synthetic ones without a file."""
+    if captions_tsv is not None:
+        path = Path(captions_tsv)
+        if not path.is_file():
+            raise SystemExit(f"--captions {path} is not a file (a TSV of file<TAB>caption lines).")
+        lines = path.read_text(encoding="utf-8").splitlines()
         captions = list(dict.fromkeys(line.split("\t", 1)[1] for line in lines))
         if len(captions) >= num:
-            return captions[:num], "flickr8k captions_small"
+            return captions[:num], path.name
     rng = random.Random(0)
     words = (
         "a the dog man woman child runs jumps sits on in near red blue small big ball grass "
@@ -81,9 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num", type=int, default=1000, help="sentences per call")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--captions", default=None, help="TSV of file<TAB>caption lines (default: synthetic)"
+    )
     args = parser.parse_args(argv)
 
-    sentences, source = load_sentences(args.num)
+    sentences, source = load_sentences(args.num, args.captions)
     encoder = text.SentenceEncoder.load()
     lengths = [len(x) for x in encoder.tokenize(sentences)]
     reference_st = sentence_transformers_model()

@@ -5,7 +5,7 @@ embeddings (all-MiniLM-L6-v2 in JAX, cached), no class labels.
         --set data.captions_tsv=captions.tsv data.images_dir=images/
 
 Needs the optional extra `text`. The paper trains captioned images with the similarity and KL
-terms only (METHOD.md section 1).
+terms only (docs/method.md, section 1).
 Hardware, runtime and result: not yet measured.
 """
 

@@ -1,6 +1,6 @@
 """Evaluation protocols for hash codes, with a report and plots per run.
 
-Protocols (METHOD.md section 5):
+Protocols (docs/method.md, section 5):
 
 * ``"database_is_query"``: every code queries all the others (CIFAR-100 test set for mAHP@250,
   Barz & Denzler); each query is removed from its own ranking and from its ideal ranking.

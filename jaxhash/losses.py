@@ -37,13 +37,11 @@ import numpy as np
 from jax import lax
 
 from jaxhash import parallel
+from jaxhash.embeddings import unit_rows
 from jaxhash.knn import default_block_size, kth_neighbor_sq_distances
 from jaxhash.validation import as_int, float_array
 
 _HIGHEST = lax.Precision.HIGHEST
-# Floor of a squared norm before normalising a row: an all-zero code gets the unit row 0
-# (cosine 0 with everything) instead of 0/0.
-_NORM_EPS = 1e-24  # as torch.nn.functional.normalize: norms floored at 1e-12
 
 
 # ----------------------------------------------------------------------------- validation
@@ -119,11 +117,6 @@ def _masked_mean(values: jax.Array, w: jax.Array, axis_name) -> jax.Array:
     return _safe_div(total, parallel.global_sum(jnp.sum(w), axis_name))
 
 
-def _unit_rows(z: jax.Array) -> jax.Array:
-    """Rows scaled to unit Euclidean norm; all-zero rows stay zero (no NaN in value or grad)."""
-    return z * lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), _NORM_EPS))
-
-
 def _rowdot(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sum(a * b, axis=-1)
 
@@ -146,14 +139,14 @@ def relaxed_hamming(a: jax.Array, b: jax.Array | None = None) -> jax.Array:
       ``[N, M]`` float32 in [0, 1].
     """
     a = float_array(a, "a", 2)
-    unit_a = _unit_rows(a)
+    unit_a = unit_rows(a)
     if b is None:
         unit_b = unit_a
     else:
         b = float_array(b, "b", 2)
         if b.shape[1] != a.shape[1]:
             raise ValueError(f"a and b must have the same width; got {a.shape} and {b.shape}.")
-        unit_b = _unit_rows(b)
+        unit_b = unit_rows(b)
     return 0.5 * (1.0 - jnp.dot(unit_a, unit_b.T, precision=_HIGHEST))
 
 
@@ -258,7 +251,7 @@ def _row_stats(unit: jax.Array, w: jax.Array, targets: Targets, axis_name) -> _R
         tt_all = jnp.dot(rows * rows, counts, precision=_HIGHEST)
         weighted = jnp.dot(table, class_sums, precision=_HIGHEST)[labels]
     elif isinstance(targets, EmbeddingTargets):
-        e = _unit_rows(targets.embeddings)
+        e = unit_rows(targets.embeddings)
         ew = e * w[:, None]
         e_sum = parallel.global_sum(jnp.sum(ew, axis=0), axis_name)
         e_moment = parallel.global_sum(jnp.dot(ew.T, ew, precision=_HIGHEST), axis_name)
@@ -298,7 +291,7 @@ def _target_block(targets: Targets, rows: jax.Array, axis_name) -> jax.Array:
         labels_all = parallel.all_gather_batch(targets.labels, axis_name)
         return targets.class_distances[targets.labels[rows]][:, labels_all]
     if isinstance(targets, EmbeddingTargets):
-        e = _unit_rows(targets.embeddings)
+        e = unit_rows(targets.embeddings)
         e_all = parallel.all_gather_batch(e, axis_name)
         return 0.5 * (1.0 - jnp.dot(e[rows], e_all.T, precision=_HIGHEST))
     return targets[rows]
@@ -372,7 +365,7 @@ def similarity_loss(
     w = _mask_weights(mask, n, codes.dtype)
     targets, invalid = _check_targets(target_distances, n, axis_name)
 
-    unit = _unit_rows(codes)
+    unit = unit_rows(codes)
     stats = _row_stats(unit, w, targets, axis_name)
     num_pairs = parallel.global_sum(jnp.sum(stats.pairs), axis_name)
     if normalize == "none":
@@ -746,7 +739,7 @@ def binary_kl_terms(
     targets = _binary_targets(key, m, codes.shape[1], p_one, codes.dtype)
     scale = 1.0
     if form == "sphere":
-        codes = math.sqrt(codes.shape[1]) * _unit_rows(codes)
+        codes = math.sqrt(codes.shape[1]) * unit_rows(codes)
         scale = 1.0 / codes.shape[1]
     terms = _knn_kl_terms(codes, targets, w=w, **knn)
     return {

@@ -47,8 +47,9 @@ results are all-gathered and merged in device order, identical to one device.
 
 Measured (``benchmarks/retrieval.py``, 64-bit codes, k = 100; RESULTS.md has the lines):
 
-* this project's 2-core CPU, JAX 0.10.2, 1,000 queries x 2^20 codes: tiled 0.64 s (~0.6 ns per
-  pair), 6.8x faster than FAISS ``IndexBinaryFlat`` (4.4 s) in the same process; ``lax.top_k``
+* CPU (RESULTS.md's suite run), JAX 0.10.2, 1,000 queries x 2^20 codes: tiled 0.53 s, 1.63x
+  faster than FAISS ``IndexBinaryFlat`` (0.86 s) in the same process with nothing else running
+  (a run on busy cores, where FAISS's threads suffered more, once showed 6.8x); ``lax.top_k``
   over every distance ("flat") 3.5 s. A counting/threshold selection (a float32 row count per
   distance value, the k-th distance, ``nonzero``, a sort of the survivors) and a stable sort are
   slower still (``--study``): XLA:CPU's row reductions, cumulative sums and sorts are scalar loops.
@@ -78,6 +79,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxhash import kernels
+from jaxhash.embeddings import check_embeddings, unit_rows
 from jaxhash.kernels import hamming_tiles
 
 log = logging.getLogger(__name__)
@@ -701,28 +703,6 @@ def hamming_topk(
         selection=selection,
         impl=impl,
     )
-
-
-def check_embeddings(x, name: str) -> jax.Array:
-    """``x`` as float32 ``[N, D]`` real-valued embeddings, else a ValueError naming it."""
-    x = jnp.asarray(x)
-    if x.ndim != 2 or x.shape[1] == 0 or x.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty matrix [N, D]; got shape {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(
-            f"{name} must be real-valued (floating point) for a Euclidean or cosine ranking; got "
-            f"dtype {x.dtype}."
-        )
-    x = x.astype(jnp.float32)
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return x
-
-
-def unit_rows(x: jax.Array) -> jax.Array:
-    """Rows scaled to unit norm (all-zero rows stay zero: cosine distance 1 to everything)."""
-    norm = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
-    return x / jnp.where(norm > 0, norm, 1.0)
 
 
 def embedding_topk(

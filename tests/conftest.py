@@ -25,22 +25,54 @@ def mesh4():
     return jax.sharding.Mesh(devices[:4], ("data",))
 
 
-SHARED_DATA = Path(
-    os.environ.get("JAXHASH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+# Small real data committed with the tests (tests/data/README.md; tools/make_test_data.py).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+# Real data whose license forbids redistribution: read from $JAXHASH_TEST_DATA when it is set.
+EXTERNAL = {
+    "captions_small": "1,000 Flickr8k images with their captions (research use only)",
+    "tiny_imagenet_val20": "Tiny ImageNet validation images (ImageNet terms of access)",
+}
 
 
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data (or $JAXHASH_SHARED_DATA); skips the test if it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real test data {path} is absent (set JAXHASH_SHARED_DATA to its folder)")
+def external_data(folder: str, *parts: str) -> Path:
+    """A path under $JAXHASH_TEST_DATA/<folder>; skips the test, saying why, if it is absent."""
+    root = os.environ.get("JAXHASH_TEST_DATA")
+    path = Path(root, folder, *parts) if root else None
+    if path is None or not path.exists():
+        pytest.skip(
+            f"needs {EXTERNAL[folder]}, which may not be redistributed with the repository: set "
+            f"JAXHASH_TEST_DATA to a folder holding {folder}/{'/'.join(parts)}"
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def wordnet():
-    """nltk's WordNet 3.0 reader, from ../shared/data/wordnet (skips if absent)."""
+    """nltk's reader over the WordNet 3.0 subset in tests/data/wordnet."""
     from jaxhash.semantics import load_wordnet
 
-    return load_wordnet(shared_data("wordnet"))
+    return load_wordnet(TEST_DATA / "wordnet")
+
+
+@pytest.fixture(scope="session")
+def cifar_sample(tmp_path_factory) -> Path:
+    """A CIFAR-100-format .npz built here: 5 train + 6 test images per class with the official
+    label structure (fine label i % 100 for element i, its official coarse label) and random
+    pixels. CIFAR-100's images have no license that allows committing them; the code under
+    test (archive readers, the TFDS builder, the input pipeline, a study row) sees every
+    field it reads in the real format."""
+    import numpy as np
+
+    from jaxhash.semantics import known
+
+    rng = np.random.default_rng(100)
+    coarse_of_fine = np.asarray(known.CIFAR100_COARSE_OF_FINE)
+    arrays = {}
+    for split, per_class in (("train", 5), ("test", 6)):
+        fine = np.arange(100 * per_class) % 100
+        arrays[f"x_{split}"] = rng.integers(0, 256, (len(fine), 32, 32, 3), dtype=np.uint8)
+        arrays[f"y_{split}_fine"] = fine.astype(np.int64)
+        arrays[f"y_{split}_coarse"] = coarse_of_fine[fine].astype(np.int64)
+    path = tmp_path_factory.mktemp("cifar100_sample") / "cifar100_sample.npz"
+    np.savez(path, **arrays)
+    return path

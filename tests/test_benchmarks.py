@@ -10,7 +10,6 @@ import pytest
 from benchmarks import __main__ as suite
 from benchmarks import common, scaling
 from benchmarks import reproduce_cifar100 as study
-from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,8 +56,8 @@ def test_suite_reports_a_failing_benchmark(tmp_path, monkeypatch):
     assert line["status"] == "failed" and "no-such-flag" in line["reason"]
 
 
-def test_reproduction_row_on_the_subset(tmp_path):
-    npz = shared_data("cifar100_subset", "cifar100_subset60.npz")
+def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
+    npz = cifar_sample  # 5 train + 6 test images per class
     out = tmp_path / "study.json"
     args = ["--data", str(npz), "--workdir", str(tmp_path / "runs"), "--out", str(out)]
     args += ["--data-dir", str(tmp_path / "tfds"), "--epochs", "0.11"]
@@ -70,12 +69,12 @@ def test_reproduction_row_on_the_subset(tmp_path):
         1,
         "zero_shot",
     )
-    assert row["num_queries"] == row["num_database"] == 200  # 20 held-out classes x 10 images
-    assert row["steps"] == 2  # ceil(0.11 x 4,000 seen-class training images / 256)
+    assert row["num_queries"] == row["num_database"] == 120  # 20 held-out classes x 6 images
+    assert row["steps"] == 1  # ceil(0.11 x 400 seen-class training images / 256)
     for metrics in (row["metrics"], row["real_valued"]["euclidean"], row["random_codes"]):
         for prefix in study.METRICS:
             assert any(name.startswith(prefix) for name in metrics), (prefix, metrics)
-    k = "mAP@199"  # 200 candidates, self excluded: the cut-off lowered to 199
+    k = "mAP@119"  # 120 candidates, self excluded: the cut-off lowered to 119
     assert row["gap_cosine_minus_hamming"][k] == pytest.approx(
         row["real_valued"]["cosine"][k] - row["metrics"][k], abs=1e-6
     )

@@ -221,15 +221,10 @@ def test_missing_wordnet_says_how_to_install(tmp_path):
 
 
 def test_tiny_imagenet_wnids(wordnet):
-    """A hierarchy for Tiny ImageNet's 200 wnids (../shared/data): all resolve, one root."""
-    import tarfile
+    """A hierarchy for Tiny ImageNet's 200 wnids (tests/data): all resolve, one root."""
+    from tests.conftest import TEST_DATA
 
-    from tests.conftest import shared_data
-
-    archive = shared_data("tiny_imagenet_val20", "tiny_imagenet_val20.tar.gz")
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("tiny_imagenet_val20/wnids.txt")
-        wnids = member.read().decode().split()
+    wnids = (TEST_DATA / "tiny_imagenet_wnids.txt").read_text().split()
     assert len(wnids) == 200
     tree = ClassHierarchy.from_wordnet(wnids, classes=wnids, wordnet=wordnet)
     assert tree.classes == tuple(wnids) and tree.root == "entity.n.01"

@@ -364,11 +364,11 @@ def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
     import tarfile
     from pathlib import Path
 
-    from tests.conftest import shared_data
+    from tests.conftest import external_data
 
-    with tarfile.open(shared_data("captions_small", "flickr8k_1k_images.tar.gz")) as tar:
+    with tarfile.open(external_data("captions_small", "flickr8k_1k_images.tar.gz")) as tar:
         tar.extractall(tmp_path, filter="data")
-    lines = shared_data("captions_small", "captions.tsv").read_text(encoding="utf-8")
+    lines = external_data("captions_small", "captions.tsv").read_text(encoding="utf-8")
     tsv = tmp_path / "small.tsv"
     tsv.write_text("\n".join(lines.splitlines()[:200]) + "\n", encoding="utf-8")  # 40 images
     config = config_lib.load_config_file(

@@ -2,8 +2,8 @@
 
     python tools/build_semantics_data.py [--wordnet DIR]
 
-DIR holds corpora/wordnet(.zip) (default: ../shared/data/wordnet beside the repository, else
-nltk's own search path). The tests rebuild both the same way and check they are identical.
+DIR holds corpora/wordnet(.zip) (default: nltk's own search path, NLTK_DATA; the WordNet subset
+in tests/data/wordnet is enough). The tests rebuild both the same way and check they are identical.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ DATA = ROOT / "jaxhash" / "semantics" / "data"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = ROOT.parent / "shared" / "data" / "wordnet"
-    parser.add_argument("--wordnet", default=str(default) if default.exists() else None)
+    parser.add_argument(
+        "--wordnet", default=None, help="folder holding corpora/wordnet.zip (default: NLTK_DATA)"
+    )
     args = parser.parse_args()
     tree = build_cifar100_wordnet(load_wordnet(args.wordnet))
     tree.write_parent_child(DATA / CIFAR100_TREE_FILE)

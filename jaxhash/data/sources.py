@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import os
+import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -195,19 +196,38 @@ def _load_split(source: Source, split: str) -> MemorySplit:
         return _LOADED[key]
 
 
+_FOLDER_IMAGES = (".jpg", ".jpeg", ".png")
+
+
+def folder_examples(root: str, split: str) -> tuple[list[str], list[str]]:
+    """Image paths and label names of ``root/split/label/*`` in the order in which
+    ``tfds.folder_dataset.ImageFolder`` reads the split (sorted labels and files, then a
+    shuffle seeded by the split name), so row ``i`` is example ``i`` of its ``as_dataset``."""
+    split_dir = os.path.join(root, split)
+    examples = []
+    for label in sorted(f for f in os.listdir(split_dir) if os.path.isdir(f"{split_dir}/{f}")):
+        label_dir = os.path.join(split_dir, label)
+        files = [f for f in os.listdir(label_dir) if f.lower().endswith(_FOLDER_IMAGES)]
+        examples += [(os.path.join(label_dir, f), label) for f in files]
+    examples.sort(key=lambda e: (e[1], e[0]))
+    random.Random(split).shuffle(examples)
+    return [path for path, _ in examples], [label for _, label in examples]
+
+
 def _read_split(source: Source, split: str) -> MemorySplit:
     keys = source.keys
     kind = source.image_kind
     decoders = None if kind == "array" else {keys["image"]: tfds.decode.SkipDecoding()}
     if kind == "path":  # an ImageFolder: keep the paths, read files in the pipeline
-        examples = source.builder._split_examples[split]
+        root = str(Path(source.config.folder).expanduser())  # as _open_folder gives TFDS
+        paths, label_names = folder_examples(root, split)
         names = source.builder.info.features["label"]
         return MemorySplit(
-            images=np.array([e.image_path for e in examples], dtype=object),
+            images=np.array(paths, dtype=object),
             image_kind="path",
-            labels=np.array([names.str2int(e.label) for e in examples], np.int64),
+            labels=np.array([names.str2int(label) for label in label_names], np.int64),
             coarse=None,
-            file_names=np.array([e.image_path for e in examples], dtype=object),
+            file_names=np.array(paths, dtype=object),
         )
     ds = source.builder.as_dataset(
         split=split,

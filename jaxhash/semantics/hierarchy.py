@@ -1,7 +1,7 @@
 """Class hierarchies: rooted trees whose leaves are the classes, and their similarity matrices.
 
 The semantic targets of the similarity loss and of the hierarchical retrieval metrics
-(METHOD.md section 4) come from a tree over the classes:
+(docs/method.md, section 4) come from a tree over the classes:
 
 * ``lcs_height``: ``1 - height(lcs(a, b)) / height(root)`` (Barz & Denzler, WACV 2019), heights
   counted from the leaves (a leaf has height 0).

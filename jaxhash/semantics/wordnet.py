@@ -1,6 +1,6 @@
 """WordNet through nltk: loading it offline with clear errors, and resolving class names.
 
-WordNet 3.0 is the hierarchy of the paper's semantic targets (METHOD.md section 4). ImageNet
+WordNet 3.0 is the hierarchy of the paper's semantic targets (docs/method.md, section 4). ImageNet
 class ids are WordNet noun offsets (``n02084071`` is ``dog.n.01``).
 """
 
