@@ -206,9 +206,9 @@ def table(rows: list[dict]) -> str:
     fixed = ("ce", "ce_quant", "ce_sim")
     lines = [
         "| epochs | protocol | bits | method | KL term | seeds | mAHP@250 | mAP@250 | P@100 | "
-        "severity | mAHP@250 real (cos) | mAP@250 real (cos) | gap mAP | cos(z, sign z) | "
-        "wall s / seed |",
-        "|" + " --- |" * 15,
+        "severity | precision r<=2 | mAHP@250 real (cos) | mAP@250 real (cos) | gap mAP | "
+        "cos(z, sign z) | wall s / seed |",
+        "|" + " --- |" * 16,
     ]
 
     def cell(values: list[float]) -> str:
@@ -236,6 +236,7 @@ def table(rows: list[dict]) -> str:
             f"{len(members)} | {cell([metric(x, 'mAHP@') for x in m])} | "
             f"{cell([metric(x, 'mAP@') for x in m])} | {cell([x['P@100'] for x in m])} | "
             f"{cell([x['mistake_severity'] for x in m])} | "
+            f"{cell([x['precision@r2'] for x in m if 'precision@r2' in x])} | "
             f"{cell([metric(x, 'mAHP@') for x in c])} | {cell([metric(x, 'mAP@') for x in c])} | "
             f"{cell([metric(r['gap_cosine_minus_hamming'], 'mAP@') for r in members])} | "
             f"{cell(diag)} | {sum(r['wall_s'] for r in members) / len(members):.0f} |"
@@ -246,7 +247,8 @@ def table(rows: list[dict]) -> str:
             lines.append(
                 f"| {key[0]:g} | {_protocol(key[1])} | {key[2]} | random codes | - | - | "
                 f"{metric(rc, 'mAHP@'):.3f} | {metric(rc, 'mAP@'):.3f} | "
-                f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | - | - | - | - | - |"
+                f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | "
+                f"{rc.get('precision@r2', 0.0):.3f} | - | - | - | - | - |"
             )
     return "\n".join(lines)
 

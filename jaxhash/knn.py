@@ -34,7 +34,7 @@ _TILE = 64
 # Above this k, one lax.top_k pass beats k masked argmin passes.
 _ITERATIVE_MAX_K = 16
 # Default score-block budget, in matrix entries: cache-sized on CPUs (512 query rows against
-# 4,096 points measured fastest on 2 cores), large on accelerators to keep them busy.
+# 4,096 points measured fastest; benchmarks/knn.py), large on accelerators to keep them busy.
 _BLOCK_ENTRIES = {"cpu": 1 << 21}
 _BLOCK_ENTRIES_ACCELERATOR = 1 << 27
 

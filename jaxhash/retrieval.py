@@ -45,22 +45,16 @@ top-k merged chunk by chunk (results are independent of chunk sizes), and with a
 sharded over the devices: each device searches its rows with global indices, the per-device
 results are all-gathered and merged in device order, identical to one device.
 
-Measured (``benchmarks/retrieval.py``, 64-bit codes, k = 100; RESULTS.md has the lines):
-
-* CPU (RESULTS.md's suite run), JAX 0.10.2, 1,000 queries x 2^20 codes: tiled 0.53 s, 1.63x
-  faster than FAISS ``IndexBinaryFlat`` (0.86 s) in the same process with nothing else running
-  (a run on busy cores, where FAISS's threads suffered more, once showed 6.8x); ``lax.top_k``
-  over every distance ("flat") 3.5 s. A counting/threshold selection (a float32 row count per
-  distance value, the k-th distance, ``nonzero``, a sort of the survivors) and a stable sort are
-  slower still (``--study``): XLA:CPU's row reductions, cumulative sums and sorts are scalar loops.
-* one NVIDIA H200, JAX 0.11.2, 4,096 queries x 2^20 codes: tiled 14.5 ms (283k queries/s), flat
-  216 ms, and all distances + ``lax.top_k`` in blocks of 1,024 queries 212 ms.
+Speeds (``benchmarks/retrieval.py``: against FAISS ``IndexBinaryFlat`` and NumPy in the same
+process, on CPUs and GPUs) are in benchmarks/RESULTS.md. Two findings shaped the code: on CPUs
+``lax.top_k`` over every distance ("flat") and counting/threshold selections are several times
+slower than the tiled two stages (XLA:CPU's row reductions, cumulative sums and sorts are scalar
+loops), and so the metrics rank CPU evaluations by a counting sort instead
+(``jaxhash.metrics``); on GPUs the tiled selection is about 15x faster than "flat".
 
 When a chunk holds fewer than 32 rows per neighbour wanted (small databases, large k) one "flat"
 stable ``lax.top_k`` over the chunk is used: XLA:CPU's top_k pays about k log k comparisons per
-row, twice when tiled. For k near N / 10 it dominates a CPU evaluation: mAP@1000 + mAHP@250 on a
-CIFAR-100-sized set (10,000 x 10,000, one ranking) takes 4.2 s on the CPU, where NumPy's brute
-force (a radix sort of int16 distance rows) takes 1.5 s, and 19 ms on the H200 (NumPy 1.5 s).
+row, twice when tiled.
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ def multihost_config(data_dir: str):
     config.eval.batch_size = 24  # 256 test images: 12 rows per host and batch, the last short
     config.eval.rankings = ["hamming"]  # one metrics row keeps the test short
     config.eval.baseline = False
+    # The literal kNN form at the first study's weight: the default (marginal) form's gradient
+    # jumps where outputs swap rank, so float32 rounding across process counts grows faster
+    # than this test's bounds (see tests/test_train.py::test_one_and_four_devices_...).
+    config.loss.kl_form = "wkv"
+    config.loss.w_kl = 0.1
     return config
 
 

@@ -46,6 +46,8 @@ def test_two_processes_match_one(tmp_path):
     config.eval.batch_size = 24
     config.eval.rankings = ["hamming"]
     config.eval.baseline = False
+    config.loss.kl_form = "wkv"  # as multihost_worker.multihost_config
+    config.loss.w_kl = 0.1
     one = tmp_path / "one"
     mesh = parallel.make_mesh(jax.devices()[:4])
     state, one_report = train.run(config, one, progress=False, mesh=mesh)
