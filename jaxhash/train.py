@@ -83,19 +83,12 @@ def make_loss_fn(
     per_device_kl = config.loss.knn == "per_device"
     hashing_weights = weights._replace(kl=0.0) if per_device_kl else weights
     table = None if class_distances is None else jnp.asarray(class_distances, jnp.float32)
-    kl_options = dict(
-        form=config.loss.kl_form,
-        k=int(config.loss.k),
-        sigma=float(config.loss.kl_sigma),
-        floor=float(config.loss.kl_floor),
-        decorrelation=float(config.loss.kl_decorrelation),
-    )
     options = dict(
-        kl_form=kl_options["form"],
-        k=kl_options["k"],
-        kl_sigma=kl_options["sigma"],
-        kl_floor=kl_options["floor"],
-        kl_decorrelation=kl_options["decorrelation"],
+        kl_form=config.loss.kl_form,
+        k=int(config.loss.k),
+        kl_sigma=float(config.loss.kl_sigma),
+        kl_floor=float(config.loss.kl_floor),
+        kl_decorrelation=float(config.loss.kl_decorrelation),
         normalize=config.loss.normalize,
         power=float(config.loss.power),
         label_smoothing=float(config.loss.label_smoothing),
@@ -126,8 +119,10 @@ def make_loss_fn(
             loss, metrics = jnp.zeros((), jnp.float32), {}
         if per_device_kl and weights.kl:
             device_key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
-            kl = losses.binary_kl_terms(codes, device_key, mask=mask, **kl_options)
-            kl = jax.tree_util.tree_map(lambda x: jax.lax.pmean(x, DATA_AXIS), kl)
+            only_kl = losses.LossWeights(ce=0.0, sim=0.0, kl=1.0)
+            _, kl = losses.hashing_loss(codes, device_key, weights=only_kl, mask=mask, **options)
+            kl = {name: jax.lax.pmean(value, DATA_AXIS) for name, value in kl.items()}
+            del kl["loss"]
             metrics.update(kl)
             loss = loss + weights.kl * kl["kl"]
             metrics["loss"] = loss

@@ -315,9 +315,12 @@ def test_per_device_kl_alone():
     for knn, want_key in (("per_device", jax.random.fold_in(key, 0)), ("global", key)):
         config = config_lib.default_config()
         config.loss.w_ce, config.loss.w_sim, config.loss.knn = 0.0, 0.0, knn
+        config.loss.kl_form = "wkv"  # a form that samples targets: the key matters
         loss_fn = train.make_loss_fn(config_lib.validate_config(config), mesh, None)
         value = float(loss_fn(codes, None, batch, key)[0])
-        np.testing.assert_allclose(value, float(binary_kl_loss(codes, want_key)), rtol=1e-5)
+        want = float(binary_kl_loss(codes, want_key, form="wkv"))
+        np.testing.assert_allclose(value, want, rtol=1e-5)
+        assert value != float(binary_kl_loss(codes, jax.random.key(2), form="wkv"))
 
 
 def test_cli_train_and_python_m(data_dir, tmp_path, capsys):
