@@ -60,9 +60,8 @@ def code_diagnostics(
     onehot = jax.nn.one_hot(jnp.asarray(labels), num_classes, dtype=z.dtype) * w[:, None]
     class_sums = parallel.global_sum(jnp.dot(onehot.T, b), axis_name)  # [C, K]
     class_counts = parallel.global_sum(jnp.sum(onehot, axis=0), axis_name)
-    total = parallel.global_sum(jnp.sum(w[:, None] * b, axis=0), axis_name)
     same_dot = jnp.sum(class_sums * class_sums) - count * dim  # sum over i != j, same class
-    all_dot = jnp.sum(total * total) - count * dim  # sum over i != j
+    all_dot = jnp.sum(bit_sums * bit_sums) - count * dim  # sum over i != j
     same_pairs = jnp.sum(class_counts * class_counts) - count
     other_pairs = count * (count - 1.0) - same_pairs
 
