@@ -166,14 +166,29 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help=".npz with distances and indices")
 
 
+def _packed_codes(path: str):
+    """A .npy of packed codes; a ValueError naming the file when it is not one."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(
+            f"{path} is not a .npy of packed codes ({console.one_line(err)}); write it with "
+            "jaxhash encode --out codes.npy."
+        ) from err
+
+
 def _search(args: argparse.Namespace) -> None:
     import numpy as np
 
     from jaxhash import retrieval
 
     distances, indices = retrieval.hamming_topk(
-        np.load(args.queries),
-        np.load(args.database),
+        _packed_codes(args.queries),
+        _packed_codes(args.database),
         args.k,
         exclude_self=args.exclude_self,
     )

@@ -10,7 +10,7 @@ its allowed choices. Each setting has one name: the global batch size is ``batch
 evaluation batch size ``eval.batch_size``, the seed of everything ``seed``.
 
 On the command line (``jaxhash train``), ``--set`` takes ``key.path=value`` items, each value a
-Python literal, else taken as a string::
+Python literal, else taken as a string (repeated ``--set`` flags add up)::
 
     jaxhash train --config configs/demo.py:quick --workdir runs/q \\
         --set model.bits=32 data.image_size=64 data.mean="(0.5, 0.5, 0.5)" data.manual_dir=/data

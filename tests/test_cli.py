@@ -91,6 +91,16 @@ def test_missing_files_are_one_line(tmp_path, capsys):
     )
 
 
+def test_a_file_that_is_not_codes_is_named(tmp_path, capsys):
+    text = tmp_path / "codes.npy"
+    text.write_text("not codes\n")
+    argv = ["search", "--queries", str(text), "--database", str(text), "--out", "o.npz"]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"jaxhash: error: {text} is not a .npy of packed codes (")
+    assert line.endswith("write it with jaxhash encode --out codes.npy.")
+
+
 def test_a_command_line_that_does_not_parse_is_one_line(capsys):
     assert cli.main(["train", "--workdir", "x"]) == 2
     line = one_error_line(capsys)

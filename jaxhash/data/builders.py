@@ -4,7 +4,10 @@
 * ``cifar100_local``: CIFAR-100 from a local file: the official ``cifar-100-python.tar.gz`` or
   an ``.npz`` with ``x_train, y_train_fine, y_train_coarse, x_test, y_test_fine,
   y_test_coarse`` (e.g. ``tests/data/cifar100_sample``). Same features as TFDS's
-  ``cifar100`` (``id, image, label, coarse_label``), official label order.
+  ``cifar100`` (``id, image, label, coarse_label``), official label order. A
+  ``cifar-100-python.tar.gz`` is opened only if its sha256 is the official archive's
+  (:func:`check_cifar100_archive`: pickles are code), unless the config allows an unverified
+  archive (one you built yourself).
 * ``caption_folder``: Conceptual-Captions-style data: a TSV of captions and image files plus
   the folder of images the user downloaded.
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 FILE_NAME = "jaxhash_provenance.json"
+
+log = logging.getLogger(__name__)
 
 
 def split_sizes(builder) -> dict[str, int]:
@@ -41,7 +44,13 @@ def record(builder, *, full_sizes: Mapping[str, int] | None = None, **facts: Any
         "full": None if full_sizes is None else sizes == dict(full_sizes),
         "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    Path(builder.data_dir, FILE_NAME).write_text(json.dumps(facts, indent=1) + "\n")
+    folder = Path(builder.data_dir)
+    if not folder.is_dir():  # nothing prepared there (e.g. under tfds.testing.mock_data)
+        return facts
+    try:
+        (folder / FILE_NAME).write_text(json.dumps(facts, indent=1) + "\n")
+    except OSError as err:  # e.g. a read-only shared data folder: the data is still usable
+        log.warning("could not record the provenance of %s: %s", folder, err)
     return facts
 
 

@@ -709,6 +709,22 @@ def _ready_line(name: str, builder, split_sizes: dict[str, int]) -> str:
     )
 
 
+# TFDS's notes while our builders are opened: their configs are custom by design, and a folder
+# not prepared yet is about to be built (the console says so).
+_TFDS_NOTES = ("Using custom data configuration", "Variant folder")
+
+
+class _WithoutTfdsNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.getMessage().startswith(_TFDS_NOTES)
+
+
 def open_source(config) -> Source:
     """The prepared data set of ``config`` (see the module docstring); cached per config."""
-    return _open(data_config(config))
+    absl_log = logging.getLogger("absl")
+    muted = _WithoutTfdsNotes()
+    absl_log.addFilter(muted)
+    try:
+        return _open(data_config(config))
+    finally:
+        absl_log.removeFilter(muted)
