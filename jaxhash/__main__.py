@@ -2,4 +2,4 @@
 
 from jaxhash.cli import main
 
-main()
+raise SystemExit(main())

@@ -1,24 +1,59 @@
 """The ``jaxhash`` command (also ``python -m jaxhash``): thin flag parsing over the library.
 
-jaxhash demo [--workdir DIR]                     train + evaluate the demo config
+jaxhash demo [--workdir DIR] [--quick]           train + evaluate the demo config
 jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ...]
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
 jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
 
-``--set`` overrides config fields: ``key.path=value`` items after one ``--set``, each value a
-Python literal, else a string (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
-data.manual_dir=/data``); see :mod:`jaxhash.config`. Each evaluation writes
+``--set`` overrides config fields: ``key.path=value`` items, each value a Python literal, else
+a string; repeated ``--set`` flags add up (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
+--set data.manual_dir=/data``); see :mod:`jaxhash.config`. Each evaluation writes
 ``DIR/eval/step_<N>/report.json``; checkpoints hold the config the run was trained with.
+
+The console (:mod:`jaxhash.console`): a few lines (the data set, built or reused; model and
+devices; where the checkpoints go), one progress bar, then a table of the results and the
+report's path. Library logs and TensorFlow's start-up lines stay out. A failure is one line,
+``jaxhash: error: <what>; <how to fix>``, and a non-zero exit status. ``--verbose`` (before or
+after the command) shows every library's log and the tracebacks.
+
+Each command is a :class:`Command` in :data:`COMMANDS`: its flags and the function that runs
+it; heavy imports (JAX, TensorFlow) happen inside the functions, after the console is set up.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
+import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from jaxhash import console
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: ``jaxhash: error: ...; see --help``."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{message}; see `{self.prog} --help`")
+
+
+class _UsageError(ValueError):
+    """A command line that does not parse."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` declares its flags, ``run(args)`` runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+# ----------------------------------------------------------------------------- shared
 
 
 def _trained(workdir: str):
@@ -28,103 +63,187 @@ def _trained(workdir: str):
 
     config = checkpoints.saved_config(workdir)
     if config is None:
-        raise SystemExit(f"{workdir} has no checkpoint: train into it first (jaxhash train).")
+        raise FileNotFoundError(
+            f"{workdir} has no checkpoint; train into it first (jaxhash train --workdir "
+            f"{workdir} ...) or give the --workdir of a trained run."
+        )
     return checkpoints.restore_run(config, workdir)
 
 
-def _summary(report: dict | None, workdir: str) -> None:
+def _results(report: dict | None, workdir: str) -> None:
+    """The results table and the report's path on stdout."""
     if report is None:
         return
     from jaxhash.model_eval import report_dir
 
-    random_codes = report["rows"].get("random_codes", {}).get("summary")
-    print(json.dumps({"metrics": report["metrics"], "random_codes": random_codes}, indent=1))
+    print(console.results_table(report))
     print(f"report: {report_dir(workdir, report['step']) / 'report.json'}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="jaxhash", description="Semantic hashing in JAX.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train + evaluate the demo (no download)")
-    demo.add_argument("--workdir", default="runs/demo")
-    demo.add_argument("--quick", action="store_true", help="the seconds-long version")
-    train_p = commands.add_parser("train", help="train (resumes) and evaluate")
-    train_p.add_argument("--config", required=True, help="configs/X.py or configs/X.py:arg")
-    train_p.add_argument("--workdir", required=True)
-    train_p.add_argument(
+# ----------------------------------------------------------------------------- commands
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="runs/demo")
+    parser.add_argument("--quick", action="store_true", help="the seconds-long version")
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="configs/X.py or configs/X.py:arg")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument(
         "--set",
-        nargs="*",
+        nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="override config fields: key.path=value, the value a Python literal else a string, "
-        "e.g. --set model.bits=32 data.manual_dir=/data",
+        "e.g. --set model.bits=32 data.manual_dir=/data (repeated --set flags add up)",
     )
-    evaluate_p = commands.add_parser("evaluate", help="evaluate a run's last checkpoint")
-    evaluate_p.add_argument("--workdir", required=True)
-    encode_p = commands.add_parser("encode", help="packed codes of a split to .npy")
-    encode_p.add_argument("--workdir", required=True)
-    encode_p.add_argument("--split", default="")
-    encode_p.add_argument("--out", required=True)
-    search_p = commands.add_parser("search", help="Hamming top-k of packed codes")
-    search_p.add_argument("--queries", required=True, help=".npy of packed uint8 codes")
-    search_p.add_argument("--database", required=True, help=".npy of packed uint8 codes")
-    search_p.add_argument("--k", type=int, default=10)
-    search_p.add_argument("--exclude-self", action="store_true")
-    search_p.add_argument("--out", required=True, help=".npz with distances and indices")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    if args.command in ("demo", "train"):
-        from jaxhash import config as config_lib
-        from jaxhash import train
 
-        if args.command == "demo":
-            config = config_lib.demo_config("quick" if args.quick else "")
-        else:
-            config = config_lib.load_config_file(args.config)
-            config_lib.apply_overrides(config, args.set)
-        _, report = train.run(config, args.workdir)
-        _summary(report, args.workdir)
-    elif args.command == "evaluate":
-        from jaxhash.model_eval import Evaluator
+def train_config(args: argparse.Namespace):
+    """The config of ``jaxhash demo`` / ``jaxhash train`` (file, then the ``--set`` items)."""
+    from jaxhash import config as config_lib
 
-        run = _trained(args.workdir)
-        report = Evaluator(run.config, run.info, run.model, run.mesh).evaluate(
-            run.state, args.workdir
-        )
-        _summary(report, args.workdir)
-    elif args.command == "encode":
-        import numpy as np
+    if args.command == "demo":
+        return config_lib.demo_config("quick" if args.quick else "")
+    config = config_lib.load_config_file(args.config)
+    config_lib.apply_overrides(config, args.set)
+    return config
 
-        from jaxhash import retrieval
-        from jaxhash.model_eval import Evaluator
 
-        run = _trained(args.workdir)
-        codes, _, ids, _ = Evaluator(run.config, run.info, run.model, run.mesh).encode(
-            run.state.variables, args.split or run.info.eval_split
-        )
-        packed = np.asarray(retrieval.pack_codes(codes))
-        np.save(args.out, packed)
-        ids_path = str(Path(args.out).with_suffix("")) + "_ids.npy"
-        np.save(ids_path, ids)
-        print(
-            f"wrote {args.out}: {packed.shape[0]} codes of {codes.shape[1]} bits (packed); "
-            f"their example ids in {ids_path}"
-        )
-    elif args.command == "search":
-        import numpy as np
+def _train(args: argparse.Namespace) -> None:
+    from jaxhash import train
 
-        from jaxhash import retrieval
+    _, report = train.run(train_config(args), args.workdir)
+    _results(report, args.workdir)
 
-        distances, indices = retrieval.hamming_topk(
-            np.load(args.queries),
-            np.load(args.database),
-            args.k,
-            exclude_self=args.exclude_self,
-        )
-        np.savez(args.out, distances=np.asarray(distances), indices=np.asarray(indices))
-        print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
+
+def _workdir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from jaxhash.model_eval import Evaluator
+
+    run = _trained(args.workdir)
+    report = Evaluator(run.config, run.info, run.model, run.mesh).evaluate(run.state, args.workdir)
+    _results(report, args.workdir)
+
+
+def _encode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--split", default="")
+    parser.add_argument("--out", required=True)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from jaxhash import retrieval
+    from jaxhash.model_eval import Evaluator
+
+    run = _trained(args.workdir)
+    codes, _, ids, _ = Evaluator(run.config, run.info, run.model, run.mesh).encode(
+        run.state.variables, args.split or run.info.eval_split
+    )
+    packed = np.asarray(retrieval.pack_codes(codes))
+    np.save(args.out, packed)
+    ids_path = str(Path(args.out).with_suffix("")) + "_ids.npy"
+    np.save(ids_path, ids)
+    print(
+        f"wrote {args.out}: {packed.shape[0]} codes of {codes.shape[1]} bits (packed); "
+        f"their example ids in {ids_path}"
+    )
+
+
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queries", required=True, help=".npy of packed uint8 codes")
+    parser.add_argument("--database", required=True, help=".npy of packed uint8 codes")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--exclude-self", action="store_true")
+    parser.add_argument("--out", required=True, help=".npz with distances and indices")
+
+
+def _packed_codes(path: str):
+    """A .npy of packed codes; a ValueError naming the file when it is not one."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(
+            f"{path} is not a .npy of packed codes ({console.one_line(err)}); write it with "
+            "jaxhash encode --out codes.npy."
+        ) from err
+
+
+def _search(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from jaxhash import retrieval
+
+    distances, indices = retrieval.hamming_topk(
+        _packed_codes(args.queries),
+        _packed_codes(args.database),
+        args.k,
+        exclude_self=args.exclude_self,
+    )
+    np.savez(args.out, distances=np.asarray(distances), indices=np.asarray(indices))
+    print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
+
+
+COMMANDS: list[Command] = [
+    Command("demo", "train + evaluate the demo (no download)", _demo_arguments, _train),
+    Command("train", "train (resumes) and evaluate", _train_arguments, _train),
+    Command("evaluate", "evaluate a run's last checkpoint", _workdir_argument, _evaluate),
+    Command("encode", "packed codes of a split to .npy", _encode_arguments, _encode),
+    Command("search", "Hamming top-k of packed codes", _search_arguments, _search),
+]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command in :data:`COMMANDS`, with the global ``--verbose``."""
+    verbose = dict(action="store_true", help="show library logs and tracebacks")
+    parser = _Parser(prog="jaxhash", description="Semantic hashing in JAX.")
+    parser.add_argument("--verbose", "-v", **verbose)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help)
+        # after the command too; SUPPRESS keeps a --verbose given before it
+        sub.add_argument("--verbose", "-v", **verbose, default=argparse.SUPPRESS)
+        command.add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``jaxhash`` with ``argv`` (default: ``sys.argv[1:]``); the exit status.
+
+    Errors: one line on stderr (:func:`jaxhash.console.error_line`), status 1 (2 for a command
+    line that does not parse, 130 when interrupted); with ``--verbose`` the traceback first.
+    """
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    except _UsageError as error:
+        print(f"jaxhash: error: {error}", file=sys.stderr)
+        return 2
+    console.configure(verbose=args.verbose)
+    run = next(c.run for c in COMMANDS if c.name == args.command)
+    try:
+        run(args)
+    except (Exception, KeyboardInterrupt) as error:
+        if args.verbose:
+            print(console.traceback_text(error), file=sys.stderr, end="")
+        print(console.error_line(error), file=sys.stderr)
+        return 130 if isinstance(error, KeyboardInterrupt) else 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -10,7 +10,7 @@ its allowed choices. Each setting has one name: the global batch size is ``batch
 evaluation batch size ``eval.batch_size``, the seed of everything ``seed``.
 
 On the command line (``jaxhash train``), ``--set`` takes ``key.path=value`` items, each value a
-Python literal, else taken as a string::
+Python literal, else taken as a string (repeated ``--set`` flags add up)::
 
     jaxhash train --config configs/demo.py:quick --workdir runs/q \\
         --set model.bits=32 data.image_size=64 data.mean="(0.5, 0.5, 0.5)" data.manual_dir=/data
@@ -121,6 +121,9 @@ def data_defaults() -> ml_collections.ConfigDict:
     # for imagenet2012 the folder with the two ILSVRC2012 tars.
     d.manual_dir = None
     d.download = False  # allow TFDS to download (cifar100 only; never implied)
+    # Read a cifar-100-python.tar.gz in manual_dir whose sha256 is not the official archive's:
+    # your own build of the archive. Its pickles are code: only for archives you made.
+    d.allow_unverified_archive = False
     d.folder = None  # image_folder root, laid out root/split/label/*.jpg (e.g. Tiny ImageNet)
     d.image_size = None  # side of the square images (None: 32 for 32x32 data sets, else 224)
     d.shuffle_buffer = 16_384  # shuffle buffer of streamed data sets (in-memory ones permute)
@@ -208,12 +211,18 @@ def load_config_file(spec: str):
 
     path, _, arg = spec.partition(":")
     if not Path(path).is_file():
-        raise ValueError(f"config file {path!r} does not exist.")
+        raise FileNotFoundError(
+            f"config file {path!r} does not exist; give a Python file with get_config(), "
+            "e.g. --config configs/demo.py or configs/cifar100.py:64."
+        )
     module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path!r} has no get_config() function.")
+        raise ValueError(
+            f"config file {path!r} has no get_config() function; define one returning "
+            "jaxhash.config.default_config() with changes (see configs/demo.py)."
+        )
     config = module.get_config(arg) if arg else module.get_config()
     if not isinstance(config, ml_collections.ConfigDict | dict):
         raise ValueError(
@@ -230,19 +239,24 @@ def apply_overrides(config, overrides) -> None:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} must look like key.path=value.")
+            raise ValueError(
+                f"override {item!r} must look like key.path=value; e.g. --set model.bits=32."
+            )
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        node = config
+        node, prefix = config, ""
         *parents, leaf = key.split(".")
         for name in parents:
-            if name not in node:
-                raise ValueError(f"unknown config key {key!r} in override {item!r}.")
-            node = node[name]
-        if leaf not in node:
-            raise ValueError(f"unknown config key {key!r} in override {item!r}.")
+            check_known(name, node.keys(), prefix)
+            node, prefix = node[name], f"{prefix}{name}."
+            if not isinstance(node, ml_collections.ConfigDict | Mapping):
+                raise ValueError(
+                    f"config key {prefix[:-1]!r} is a value, not a block of keys (override "
+                    f"{item!r}); check the key path."
+                )
+        check_known(leaf, node.keys(), prefix)
         node[leaf] = value
 
 
@@ -374,6 +388,7 @@ _DATA_RULES = {
     "data_dir": _path,
     "manual_dir": _path,
     "download": _flag,
+    "allow_unverified_archive": _flag,
     "folder": _path,
     "image_size": lambda k, v: _int(k, v, minimum=1, optional=True),
     "shuffle_buffer": lambda k, v: _int(k, v, minimum=1),

@@ -302,8 +302,18 @@ def run(
     setup = checkpoints.restore_run(config, workdir, mesh=mesh)
     config, info, mesh, model = setup.config, setup.info, setup.mesh, setup.model
     state, manager, total_steps = setup.state, setup.manager, setup.total_steps
-    if setup.restored_step is not None:
-        log.info("resumed from step %d", setup.restored_step)
+    log.info(
+        "model: %s, %d bits, %s parameters; %d %s device(s)",
+        config.model.name,
+        config.model.bits,
+        f"{sum(x.size for x in jax.tree_util.tree_leaves(state.params)):,}",
+        mesh.size,
+        "/".join(sorted({d.platform for d in mesh.devices.flat})),
+    )
+    resumed = (
+        "fresh run" if setup.restored_step is None else f"resumed at step {setup.restored_step}"
+    )
+    log.info("checkpoints: %s (%s, %d steps in all)", manager.directory, resumed, total_steps)
     schedule = learning_rate_schedule(config.optim, total_steps)  # for the logs
     num_classes = info.num_classes or None
     loss_fn = make_loss_fn(config, mesh, _class_distances(config, info), num_classes)
@@ -319,7 +329,7 @@ def run(
     if progress and primary and step < total_steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
     try:
         pending = []  # (step, metrics) on the device, not read yet
         window_start, window_steps = time.perf_counter(), 0
@@ -367,5 +377,6 @@ def run(
     manager.wait_until_finished()
     report = None
     if config.eval.at_end and step == total_steps:
+        log.info("evaluating step %d on %s", step, config.eval.split or info.eval_split)
         report = evaluator.evaluate(state, workdir, wall_time_s=time.time() - start_time)
     return state, report

@@ -8,6 +8,8 @@ reason without it). ImageNet and TFDS's downloading cifar100 path run under
 normalisation) and the raw files themselves.
 """
 
+import io
+import json
 import pickle
 import subprocess
 import sys
@@ -354,12 +356,11 @@ def test_cifar100_fine_and_coarse_labels_agree(cifar, cifar_npz):
     assert two_level.parent("apple") == "fruit_and_vegetables"
 
 
-def test_cifar100_from_the_official_python_archive(tmp_path, cifar_npz):
-    """The cifar-100-python.tar.gz layout (pickled dicts, NCHW rows) is read back exactly."""
-    archive = tmp_path / "manual" / "cifar-100-python.tar.gz"
-    archive.parent.mkdir()
-    counts = {"train": 200, "test": 100}
-    with tarfile.open(archive, "w:gz") as tar:
+def python_archive(path: Path, cifar_npz, counts) -> Path:
+    """A cifar-100-python.tar.gz of the first ``counts[split]`` sample images (random pixels):
+    the official layout, not the official bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
         for split, n in counts.items():
             x = cifar_npz[f"x_{split}"][:n]
             payload = pickle.dumps(
@@ -371,8 +372,16 @@ def test_cifar100_from_the_official_python_archive(tmp_path, cifar_npz):
             )
             info = tarfile.TarInfo(f"cifar-100-python/{split}")
             info.size = len(payload)
-            tar.addfile(info, __import__("io").BytesIO(payload))
-    arrays = builders.read_cifar100_python(archive)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_cifar100_from_the_official_python_archive(tmp_path, cifar_npz):
+    """The cifar-100-python.tar.gz layout (pickled dicts, NCHW rows) is read back exactly
+    (a home-made archive: allowed explicitly)."""
+    counts = {"train": 200, "test": 100}
+    archive = python_archive(tmp_path / "manual" / "cifar-100-python.tar.gz", cifar_npz, counts)
+    arrays = builders.read_cifar100_python(archive, allow_unverified=True)
     for split, n in counts.items():
         np.testing.assert_array_equal(arrays[f"x_{split}"], cifar_npz[f"x_{split}"][:n])
         np.testing.assert_array_equal(arrays[f"y_{split}_fine"], cifar_npz[f"y_{split}_fine"][:n])
@@ -380,10 +389,101 @@ def test_cifar100_from_the_official_python_archive(tmp_path, cifar_npz):
         "name": "cifar100",
         "manual_dir": str(archive.parent),
         "data_dir": str(tmp_path / "d"),
+        "allow_unverified_archive": True,
         "global_batch_size": 50,
     }
     info = data.get_dataset_info(config)
     assert info.tfds_name == "cifar100_local" and info.splits == {"train": 200, "test": 100}
+
+
+def test_a_python_archive_is_opened_only_if_it_is_the_official_one(
+    tmp_path, cifar_npz, monkeypatch
+):
+    """By default the sha256 is checked before any pickle is read: a home-made archive is
+    refused, naming the file, both digests and where to download."""
+    archive = python_archive(tmp_path / "m" / "cifar-100-python.tar.gz", cifar_npz, {"train": 5})
+    actual = builders.file_digest(archive, 64)
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("a pickle was opened before the sha256 check")
+
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    config = {"name": "cifar100", "manual_dir": str(archive.parent), "data_dir": str(tmp_path)}
+    for read in (
+        lambda: builders.read_cifar100_python(archive),
+        lambda: data.get_dataset_info(config),
+    ):
+        with pytest.raises(
+            ValueError, match=r"not the official cifar-100-python\.tar\.gz"
+        ) as error:
+            read()
+        message = str(error.value)
+        for needle in (str(archive), actual, builders.CIFAR100_PYTHON_SHA256, "kriz/cifar.html"):
+            assert needle in message, needle
+        assert "allow_unverified_archive=True" in message
+    assert not list(tmp_path.glob("cifar100_local/*/1.0.0/dataset_info.json"))
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"x_train,y_train\n1,2\n", "not an .npz archive"),  # a text file named .npz
+        (None, "not an .npz archive"),  # a truncated .npz
+    ],
+)
+def test_a_broken_npz_is_named(tmp_path, cifar_sample, content, needle):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(content if content else cifar_sample.read_bytes()[:50_000])
+    with pytest.raises(ValueError, match=needle) as error:
+        builders.read_cifar100_npz(path)
+    assert str(path) in str(error.value) and "numpy.savez" in str(error.value)
+    with pytest.raises(ValueError, match=needle):  # before anything is built
+        data.get_dataset_info(
+            {"name": "cifar100", "manual_dir": str(path), "data_dir": str(tmp_path / "d")}
+        )
+
+
+def test_prepared_cifar100_records_its_provenance_and_a_subset_is_never_taken_silently(
+    tmp_path, cifar_sample, caplog
+):
+    """A prepared folder says what it was built from; ``cifar100`` without ``manual_dir`` asks
+    for the full set and refuses a prepared subset, or a folder without a record, by name."""
+    tfds_dir = str(tmp_path / "tfds")
+    named = {"name": "cifar100", "manual_dir": str(cifar_sample), "data_dir": tfds_dir}
+    with caplog.at_level("INFO", logger="jaxhash"):
+        info = data.get_dataset_info(named)
+    folder = Path(info.source.builder.data_dir)
+    facts = json.loads((folder / "jaxhash_provenance.json").read_text())
+    assert facts["source"] == str(cifar_sample.resolve())
+    assert facts["sha256"] == builders.file_digest(cifar_sample, 64)
+    assert facts["splits"] == {"train": 500, "test": 600} and facts["full"] is False
+    ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: cifar100")]
+    assert "built now" in ready[-1] and "a subset of the official 50,000 / 10,000" in ready[-1]
+    assert "500 train / 600 test examples" in ready[-1]
+
+    unnamed = {"name": "cifar100", "data_dir": tfds_dir}
+    with pytest.raises(data.DatasetNotFoundError, match="full CIFAR-100 is not prepared") as error:
+        data.get_dataset_info(unnamed)
+    assert "500 train / 600 test" in str(error.value) and str(cifar_sample.resolve()) in str(
+        error.value
+    )
+    (folder / "jaxhash_provenance.json").unlink()  # as prepared by an earlier jaxhash
+    data.clear_caches()
+    with pytest.raises(data.DatasetNotFoundError, match="no provenance record"):
+        data.get_dataset_info(unnamed)
+
+    data.clear_caches()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="jaxhash"):
+        data.get_dataset_info(named)  # named again: reused, and its record written
+    assert any("reused from" in r.getMessage() for r in caplog.records)
+    facts = json.loads((folder / "jaxhash_provenance.json").read_text())
+    assert facts["full"] is False
+
+    facts["full"] = True  # a full set, as the official archive would give
+    (folder / "jaxhash_provenance.json").write_text(json.dumps(facts))
+    data.clear_caches()
+    assert data.get_dataset_info(unnamed).source.builder.data_dir == info.source.builder.data_dir
 
 
 def test_cifar100_binary_archive_must_be_the_official_one(tmp_path):

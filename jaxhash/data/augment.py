@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
-
-from jaxhash.data import tf_setup  # noqa: F401
+from jaxhash.data.tf_setup import tf
 
 # Layout of the per-example uniforms.
 U_FLIP, U_CAPTION, U_DY, U_DX, U_CROP = 0, 1, 2, 3, 4

@@ -4,7 +4,10 @@
 * ``cifar100_local``: CIFAR-100 from a local file: the official ``cifar-100-python.tar.gz`` or
   an ``.npz`` with ``x_train, y_train_fine, y_train_coarse, x_test, y_test_fine,
   y_test_coarse`` (e.g. ``tests/data/cifar100_sample``). Same features as TFDS's
-  ``cifar100`` (``id, image, label, coarse_label``), official label order.
+  ``cifar100`` (``id, image, label, coarse_label``), official label order. A
+  ``cifar-100-python.tar.gz`` is opened only if its sha256 is the official archive's
+  (:func:`check_cifar100_archive`: pickles are code), unless the config allows an unverified
+  archive (one you built yourself).
 * ``caption_folder``: Conceptual-Captions-style data: a TSV of captions and image files plus
   the folder of images the user downloaded.
 
@@ -24,13 +27,14 @@ import os
 import pickle
 import re
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from jaxhash.data import synthetic
+from jaxhash.data.tf_setup import tfds
 from jaxhash.semantics.known import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 
 log = logging.getLogger(__name__)
@@ -115,18 +119,70 @@ class SyntheticHierarchy(tfds.core.GeneratorBasedBuilder):
 # ----------------------------------------------------------------------------- CIFAR-100
 
 _NPZ_KEYS = ("x_train", "y_train_fine", "y_train_coarse", "x_test", "y_test_fine", "y_test_coarse")
+CIFAR100_SIZES = {"train": 50_000, "test": 10_000}  # the official split
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+# sha256 of the official cifar-100-python.tar.gz (169,001,437 bytes; md5
+# eb9058c3a382ffc7106e4002c42a8d85), as pinned by Keras' and torchvision's CIFAR-100 loaders.
+CIFAR100_PYTHON_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
+
+
+def check_cifar100_archive(
+    path: str | os.PathLike, *, allow_unverified: bool = False, sha256: str | None = None
+) -> str:
+    """The sha256 of ``path``, after checking that it is the official cifar-100-python.tar.gz.
+
+    The archive holds pickles, and unpickling runs code: only the official file is opened
+    unless ``allow_unverified`` (your own build of the archive). ``sha256``: the file's digest
+    if already known. A ValueError names the file, both digests and where to download.
+    """
+    actual = sha256 or file_digest(path, 64)
+    if actual != CIFAR100_PYTHON_SHA256 and not allow_unverified:
+        raise ValueError(
+            f"{path} is not the official cifar-100-python.tar.gz: its sha256 is {actual}, the "
+            f"official archive's is {CIFAR100_PYTHON_SHA256}; download it again from "
+            f"{CIFAR100_URL}, or, for an archive you built yourself, set "
+            "config.data.allow_unverified_archive=True (its pickles are code: only for archives "
+            "you made)."
+        )
+    return actual
+
+
+def check_npz_file(path: str | os.PathLike) -> None:
+    """A FileNotFoundError or ValueError naming ``path`` unless it is a readable zip archive
+    (what ``numpy.savez`` writes): cheap, without reading the arrays."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"CIFAR-100 .npz {path} does not exist; check the path.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not an .npz archive (not a zip file: truncated, or another format); "
+            "write it again with numpy.savez(path, x_train=..., y_train_fine=..., ...)."
+        )
 
 
 def read_cifar100_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of a CIFAR-100 ``.npz`` (``x_train`` uint8 [N, 32, 32, 3], ...), checked."""
-    with np.load(path, allow_pickle=False) as z:
+    check_npz_file(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{path} cannot be read as an .npz ({err}); write it again with "
+            "numpy.savez(path, x_train=..., y_train_fine=..., ...)."
+        ) from err
+    with z:
         missing = [k for k in _NPZ_KEYS if k not in z.files]
         if missing:
             raise ValueError(
                 f"{path} lacks the arrays {missing}; a CIFAR-100 .npz needs {list(_NPZ_KEYS)} "
                 "(x_*: uint8 images [N, 32, 32, 3]; y_*: integer labels [N])."
             )
-        arrays = {k: z[k] for k in _NPZ_KEYS}  # materialise once: npz decompresses per access
+        try:  # materialise once: npz decompresses per access
+            arrays = {k: z[k] for k in _NPZ_KEYS}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(
+                f"{path}: its arrays cannot be read ({err}); the file is damaged or holds "
+                "object arrays: write it again with numpy.savez and plain numeric arrays."
+            ) from err
     for split in ("train", "test"):
         x = arrays[f"x_{split}"]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
@@ -140,8 +196,12 @@ def read_cifar100_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_cifar100_python(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of the official ``cifar-100-python.tar.gz`` (pickled ``train`` / ``test``)."""
+def read_cifar100_python(
+    path: str | os.PathLike, *, allow_unverified: bool = False
+) -> dict[str, np.ndarray]:
+    """The arrays of the official ``cifar-100-python.tar.gz`` (pickled ``train`` / ``test``),
+    its sha256 checked first (:func:`check_cifar100_archive`)."""
+    check_cifar100_archive(path, allow_unverified=allow_unverified)
     arrays = {}
     with tarfile.open(path, "r:gz") as tar:
         for split in ("train", "test"):
@@ -158,15 +218,26 @@ def read_cifar100_python(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass
 class Cifar100LocalConfig(tfds.core.BuilderConfig):
-    """The source file; the name is its stem plus a digest of its bytes."""
+    """The source file; the name is its stem plus a digest of its bytes.
+
+    ``allow_unverified``: read a cifar-100-python.tar.gz that is not the official one.
+    """
 
     source: str = ""
+    sha256: str = ""
+    allow_unverified: bool = False
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike):
+    def from_file(cls, path: str | os.PathLike, allow_unverified: bool = False):
         path = Path(path).resolve()
         stem = re.sub(r"[^a-z0-9]+", "_", path.name.lower().split(".")[0]).strip("_")
-        return cls(name=f"{stem}_{file_digest(path)}", source=str(path))
+        digest = file_digest(path, 64)
+        return cls(
+            name=f"{stem}_{digest[:12]}",
+            source=str(path),
+            sha256=digest,
+            allow_unverified=allow_unverified,
+        )
 
 
 class Cifar100Local(tfds.core.GeneratorBasedBuilder):
@@ -199,7 +270,9 @@ class Cifar100Local(tfds.core.GeneratorBasedBuilder):
         if source.endswith(".npz"):
             arrays = read_cifar100_npz(source)
         else:
-            arrays = read_cifar100_python(source)
+            arrays = read_cifar100_python(
+                source, allow_unverified=self.builder_config.allow_unverified
+            )
         return {split: self._generate_examples(arrays, split) for split in ("train", "test")}
 
     def _generate_examples(self, arrays, split: str):

@@ -15,8 +15,10 @@ TFDS stream (:meth:`Source.stream`, for data sets larger than ``memory_limit_mb`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import logging
 import os
 import random
@@ -25,18 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download.download_manager import (
-    NonMatchingChecksumError,
-)
 
-from jaxhash.data import (
-    builders,
-    synthetic,
-    tf_setup,  # noqa: F401  (keeps TensorFlow off the accelerators)
-)
+from jaxhash.data import builders, provenance, synthetic
 from jaxhash.data.config import DataConfig, data_config
+from jaxhash.data.tf_setup import tf, tfds
 from jaxhash.semantics import known
 from jaxhash.semantics.hierarchy import ClassHierarchy
 
@@ -47,6 +41,7 @@ CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 # Measured on the default synthetic_hierarchy train split (seed 0, 256 per class).
 SYNTHETIC_MEAN, SYNTHETIC_STD = (0.467, 0.471, 0.443), (0.213, 0.204, 0.214)
 _NO_STATS = tfds.download.ComputeStatsMode.SKIP
+_CHECKSUM_ERROR = tfds.core.download.download_manager.NonMatchingChecksumError
 _IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
@@ -269,12 +264,38 @@ def _read_split(source: Source, split: str) -> MemorySplit:
 # ----------------------------------------------------------------------------- preparing
 
 
+# Prepared folders built by this process and not reported yet ("built now", not "reused").
+_BUILT_NOW: set[str] = set()
+
+
 def _prepare(builder, *, manual_dir: str | None = None) -> None:
-    """Build ``builder`` from local inputs (generation or manual files; no download)."""
-    log.warning("Preparing %s in %s (once).", builder.name, builder.data_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, compute_stats=_NO_STATS)
-    )
+    """Build ``builder`` from local inputs (generation or manual files), or by TFDS's download
+    where the builder downloads (``cifar100`` with ``download=True``).
+
+    TFDS's banners (printed to stdout) and progress bars show only when this module's logger
+    is enabled for DEBUG (``jaxhash --verbose``); otherwise one line says what is built where.
+    """
+    verbose = log.isEnabledFor(logging.DEBUG)
+    name = f"{builder.name}/{_config_name(builder)}"
+    log.info("data: building %s in %s (once)", name, builder.data_dir)
+    tqdm_utils = tfds.core.utils.tqdm_utils
+    bars_were_shown = getattr(tqdm_utils, "_active", True)  # restored below
+    tfds.display_progress_bar(verbose and bars_were_shown)
+    banners = io.StringIO()
+    try:
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(banners):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    manual_dir=manual_dir, compute_stats=_NO_STATS
+                )
+            )
+    finally:
+        tfds.display_progress_bar(bars_were_shown)
+    _BUILT_NOW.add(str(builder.data_dir))
+
+
+def _config_name(builder) -> str:
+    return builder.builder_config.name if builder.builder_config else "default"
 
 
 def _cifar100_help(data_dir: str, why: str) -> str:
@@ -311,6 +332,15 @@ def _cifar100_file(manual_dir: str, data_dir: str) -> Path:
 
 
 def _open_cifar100(config: DataConfig, data_dir: str):
+    """CIFAR-100 from what the config names, else the full data set prepared earlier.
+
+    ``manual_dir``: that file is used (a cifar-100-python.tar.gz only if it is the official
+    archive, or with ``allow_unverified_archive``), whatever its size. Without it, the run asks
+    for the full CIFAR-100: TFDS's ``cifar100`` if prepared (or downloaded with
+    ``download=True``), else a ``cifar100_local`` folder whose provenance record says it holds
+    the full official split; a subset, or a folder without a record, is never taken silently.
+    """
+    full = {"full_sizes": builders.CIFAR100_SIZES, "official_sizes": builders.CIFAR100_SIZES}
     if config.manual_dir:
         path = _cifar100_file(config.manual_dir, data_dir)
         if path.name == "cifar-100-binary.tar.gz":  # TFDS's own builder checks its sha256
@@ -318,38 +348,77 @@ def _open_cifar100(config: DataConfig, data_dir: str):
             if not builder.is_prepared():
                 try:
                     _prepare(builder, manual_dir=str(path.parent))
-                except NonMatchingChecksumError as err:
+                except _CHECKSUM_ERROR as err:
                     raise ValueError(
                         f"{path} is not the official cifar-100-binary.tar.gz (its sha256 differs, "
                         "and TFDS's cifar100 builder accepts only the official file). For other "
                         "copies use cifar-100-python.tar.gz or an .npz in manual_dir (jaxhash's "
                         "cifar100_local builder reads them)."
                     ) from err
+                provenance.record(builder, source=str(path), official_archive=True, **full)
             return builder
-        builder = builders.Cifar100Local(
-            config=builders.Cifar100LocalConfig.from_file(path), data_dir=data_dir
+        local = builders.Cifar100LocalConfig.from_file(
+            path, allow_unverified=config.allow_unverified_archive
         )
+        is_archive = not path.name.endswith(".npz")
+        if is_archive:  # before any pickle is opened (and on reuse: the same rule every run)
+            builders.check_cifar100_archive(
+                path, allow_unverified=config.allow_unverified_archive, sha256=local.sha256
+            )
+        else:
+            builders.check_npz_file(path)
+        builder = builders.Cifar100Local(config=local, data_dir=data_dir)
         if not builder.is_prepared():
             _prepare(builder)
+        if str(builder.data_dir) not in _BUILT_NOW and provenance.read(builder.data_dir):
+            return builder
+        provenance.record(  # built now, or prepared by an earlier jaxhash without a record
+            builder,
+            source=str(path),
+            sha256=local.sha256,
+            official_archive=is_archive and local.sha256 == builders.CIFAR100_PYTHON_SHA256,
+            **full,
+        )
         return builder
     builder = tfds.builder("cifar100", data_dir=data_dir)
     if builder.is_prepared():
         return builder
     if config.download:
-        log.warning("Downloading and preparing cifar100 into %s.", data_dir)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(compute_stats=_NO_STATS)
-        )
+        log.info("data: downloading cifar100 through TFDS into %s", data_dir)
+        _prepare(builder)
+        provenance.record(builder, source="TFDS download (checksums verified)", **full)
         return builder
-    local = sorted(Path(data_dir, "cifar100_local").glob("*/1.0.0/dataset_info.json"))
-    if len(local) == 1:  # prepared earlier from a manual file
-        name = local[0].parent.parent.name
+    return _full_cifar100_local(data_dir)
+
+
+def _full_cifar100_local(data_dir: str):
+    """The ``cifar100_local`` folder prepared earlier that holds the full official split (the
+    official archive first); a DatasetNotFoundError naming what is there otherwise."""
+    found = []  # (provenance or None, config name)
+    for info_file in sorted(Path(data_dir, "cifar100_local").glob("*/1.0.0/dataset_info.json")):
+        found.append((provenance.read(info_file.parent), info_file.parent.parent.name))
+    full = [(facts, name) for facts, name in found if facts and facts.get("full")]
+    if full:
+        facts, name = min(full, key=lambda f: (not f[0].get("official_archive"), f[1]))
         return builders.Cifar100Local(
-            config=builders.Cifar100LocalConfig(name=name), data_dir=data_dir
+            config=builders.Cifar100LocalConfig(name=name, source=facts.get("source", "")),
+            data_dir=data_dir,
         )
-    raise DatasetNotFoundError(
-        _cifar100_help(data_dir, f"cifar100 is not prepared in {data_dir} and no source is given.")
-    )
+    if not found:
+        why = f"cifar100 is not prepared in {data_dir} and no source is given."
+    else:
+        what = "; ".join(
+            f"{name} holds " + provenance.describe(facts)
+            if facts
+            else f"{name} has no provenance record (prepared by an earlier jaxhash)"
+            for facts, name in found
+        )
+        why = (
+            f"the full CIFAR-100 is not prepared in {data_dir}: {data_dir}/cifar100_local/"
+            f"{what}. A subset or data of unknown origin is not used unless named: set "
+            "config.data.manual_dir to its source file to train on it."
+        )
+    raise DatasetNotFoundError(_cifar100_help(data_dir, why))
 
 
 def _open_imagenet(config: DataConfig, data_dir: str):
@@ -414,6 +483,7 @@ def _open_captions(config: DataConfig, data_dir: str):
     )
     if not builder.is_prepared():
         _prepare(builder)
+        provenance.record(builder, source=str(tsv), images_dir=str(images))
     return builder
 
 
@@ -426,6 +496,7 @@ def _open_synthetic(config: DataConfig, data_dir: str):
     builder = builders.SyntheticHierarchy(config=wanted, data_dir=data_dir)
     if not builder.is_prepared():
         _prepare(builder)
+        provenance.record(builder, source=f"jaxhash's generator (seed {config.synthetic_seed})")
     return builder
 
 
@@ -562,6 +633,7 @@ def _open(config: DataConfig) -> Source:
     split_sizes = {s: int(info.num_examples) for s, info in builder.info.splits.items()}
     if not split_sizes:  # e.g. under tfds.testing.mock_data: split names are not known
         split_sizes = {"train": 0, "test": 0, "validation": 0}
+    log.info("data: %s", _ready_line(name, builder, split_sizes))
     train_split = "train" if "train" in split_sizes else sorted(split_sizes)[0]
     eval_split = next(
         (s for s in ("test", "validation", "val") if s in split_sizes and split_sizes[s] != 0),
@@ -621,6 +693,38 @@ def _open(config: DataConfig) -> Source:
     )
 
 
+def _ready_line(name: str, builder, split_sizes: dict[str, int]) -> str:
+    """``"cifar100 (cifar100_local/x_1a2b): 50,000 train / 10,000 test examples, from
+    /data/cifar-100-python.tar.gz (sha256 85cd44d02ba6, the official archive); reused from
+    DIR"``: which data, how many examples, built now or reused."""
+    if isinstance(builder, tfds.folder_dataset.ImageFolder):
+        return f"{name}: {provenance.describe(None, split_sizes)}, read in place"
+    folder = str(builder.data_dir)
+    how = "built now in" if folder in _BUILT_NOW else "reused from"
+    _BUILT_NOW.discard(folder)  # said once: a later opening reuses it
+    facts = provenance.read(folder)
+    return (
+        f"{name} ({builder.name}/{_config_name(builder)}): "
+        f"{provenance.describe(facts, split_sizes)}; {how} {folder}"
+    )
+
+
+# TFDS's notes while our builders are opened: their configs are custom by design, and a folder
+# not prepared yet is about to be built (the console says so).
+_TFDS_NOTES = ("Using custom data configuration", "Variant folder")
+
+
+class _WithoutTfdsNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.getMessage().startswith(_TFDS_NOTES)
+
+
 def open_source(config) -> Source:
     """The prepared data set of ``config`` (see the module docstring); cached per config."""
-    return _open(data_config(config))
+    absl_log = logging.getLogger("absl")
+    muted = _WithoutTfdsNotes()
+    absl_log.addFilter(muted)
+    try:
+        return _open(data_config(config))
+    finally:
+        absl_log.removeFilter(muted)

@@ -1,0 +1,196 @@
+"""The ``jaxhash`` command: repeated flags add up, failures are one line, the console is quiet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxhash import cli, console, train
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = f"{ROOT / 'configs' / 'demo.py'}:quick"
+
+
+@pytest.fixture(autouse=True)
+def console_restored():
+    """``cli.main`` sets up the console's root handler and levels: undone after each test."""
+    import logging
+
+    root, own = logging.getLogger(), logging.getLogger("jaxhash")
+    handlers, levels = list(root.handlers), (root.level, own.level)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(levels[0])
+    own.setLevel(levels[1])
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """``train.run`` replaced: records the config it gets (or raises ``raises``)."""
+    calls = {}
+
+    def run(config, workdir, **kwargs):
+        if "raises" in calls:
+            raise calls["raises"]
+        calls["config"] = config
+        return None, None
+
+    monkeypatch.setattr(train, "run", run)
+    return calls
+
+
+def test_repeated_set_flags_add_up(no_training, tmp_path):
+    argv = ["train", "--config", QUICK, "--workdir", str(tmp_path)]
+    argv += ["--set", "model.bits=8", "--set", "train.steps=2", "optim.learning_rate=0.5"]
+    status = cli.main(argv)
+    config = no_training["config"]
+    assert (config.model.bits, config.train.steps, config.optim.learning_rate) == (8, 2, 0.5)
+    assert status == 0
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("jaxhash: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (
+            ["--set", "model.bitz=8"],
+            ["unknown config key 'model.bitz'", "Did you mean 'model.bits'"],
+        ),
+        (["--set", "model.bits=0"], ["'model.bits'", "got 0"]),
+        (["--set", "model"], ["must look like key.path=value", "--set model.bits=32"]),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path, capsys, argv, needles):
+    status = cli.main(["train", "--config", QUICK, "--workdir", str(tmp_path), *argv])
+    line = one_error_line(capsys)
+    assert status == 1 and all(n in line for n in needles), line
+
+
+def test_missing_files_are_one_line(tmp_path, capsys):
+    assert cli.main(["train", "--config", "nope.py", "--workdir", str(tmp_path)]) == 1
+    line = one_error_line(capsys)
+    assert "'nope.py' does not exist" in line and "configs/demo.py" in line
+    assert cli.main(["evaluate", "--workdir", str(tmp_path)]) == 1
+    line = one_error_line(capsys)
+    assert f"{tmp_path} has no checkpoint; train into it first" in line
+    argv = ["search", "--queries", str(tmp_path / "q.npy"), "--database", "d.npy"]
+    assert cli.main([*argv, "--out", str(tmp_path / "o.npz")]) == 1
+    assert (
+        one_error_line(capsys)
+        == f"jaxhash: error: {tmp_path / 'q.npy'}: no such file or directory; check the path"
+    )
+
+
+def test_a_file_that_is_not_codes_is_named(tmp_path, capsys):
+    text = tmp_path / "codes.npy"
+    text.write_text("not codes\n")
+    argv = ["search", "--queries", str(text), "--database", str(text), "--out", "o.npz"]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"jaxhash: error: {text} is not a .npy of packed codes (")
+    assert line.endswith("write it with jaxhash encode --out codes.npy.")
+
+
+def test_a_command_line_that_does_not_parse_is_one_line(capsys):
+    assert cli.main(["train", "--workdir", "x"]) == 2
+    line = one_error_line(capsys)
+    assert "--config" in line and "see `jaxhash train --help`" in line
+
+
+def test_non_finite_loss_is_one_line(no_training, tmp_path, capsys):
+    no_training["raises"] = train.NonFiniteLossError(
+        "step 3: non-finite kl; the step was not applied and training stopped.\nLower the rate."
+    )
+    assert cli.main(["demo", "--quick", "--workdir", str(tmp_path)]) == 1
+    line = one_error_line(capsys)
+    assert line == (
+        "jaxhash: error: step 3: non-finite kl; the step was not applied and training stopped. "
+        "Lower the rate."
+    )
+
+
+def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(
+    no_training, tmp_path, capsys
+):
+    no_training["raises"] = RuntimeError("boom\nsecond line")
+    argv = ["demo", "--quick", "--workdir", str(tmp_path)]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert line == (
+        "jaxhash: error: RuntimeError: boom ...; rerun with --verbose for the traceback"
+    )
+    for verbose in (["--verbose", *argv], [*argv, "--verbose"]):  # before or after the command
+        assert cli.main(verbose) == 1
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and "second line" in err
+        assert err.strip().splitlines()[-1].startswith("jaxhash: error: RuntimeError: boom")
+
+
+def _jaxhash(args, tmp_path, timeout):
+    """``python -m jaxhash ARGS`` in a fresh process, with a fresh TFDS folder."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TFDS_DATA_DIR": str(tmp_path / "tfds")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxhash", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def test_bad_data_is_one_line_and_nothing_else_reaches_stderr(tmp_path):
+    """A text file named .npz, through the data pipeline (TensorFlow imported): stderr is the
+    error line only, no TensorFlow start-up lines, no library logs."""
+    bad = tmp_path / "cifar100.npz"
+    bad.write_text("x_train,y_train\n1,2\n")
+    argv = ["train", "--config", QUICK, "--workdir", str(tmp_path / "run")]
+    argv += ["--set", "data.name='cifar100'", f"data.manual_dir='{bad}'"]
+    out = _jaxhash(argv, tmp_path, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"jaxhash: error: {bad} is not an .npz archive (not a zip file: truncated, or another "
+        "format); write it again with numpy.savez(path, x_train=..., y_train_fine=..., ...)."
+    ]
+
+
+def test_the_quick_demo_console_is_a_few_lines(tmp_path):
+    """Data built, model, progress bar, results table, report path: no library chatter."""
+    out = _jaxhash(["demo", "--quick", "--workdir", str(tmp_path / "run")], tmp_path, 600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert len(text.splitlines()) < 30, text
+    for noise in ("INFO", "absl", "oneDNN", "Unknown size", "Using custom data configuration"):
+        assert noise not in text, noise
+    assert "built now" in out.stderr and "checkpoints:" in out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["metric", "codes", "random", "codes", "real-valued", "(cosine)"]
+    assert any(line.startswith("mAHP@50 ") for line in lines)
+    assert lines[-1] == f"report: {tmp_path / 'run' / 'eval' / 'step_6' / 'report.json'}"
+
+
+def test_results_table():
+    report = {
+        "rows": {
+            "hamming": {"summary": {"mAP@5": 0.5, "precision@r2": 0.25}},
+            "cosine": {"summary": {"mAP@5": 0.625}},
+            "random_codes": {"summary": {"mAP@5": 0.125, "precision@r2": 0.0}},
+        }
+    }
+    assert console.results_table(report).splitlines() == [
+        "metric         codes  random codes  real-valued (cosine)",
+        "mAP@5         0.5000        0.1250                0.6250",
+        "precision@r2  0.2500        0.0000                     -",
+    ]
