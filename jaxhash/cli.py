@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         help="override config fields: key.path=value, the value a Python literal else a string, "
         "e.g. --set model.bits=32 data.manual_dir=/data",
     )
+    train_p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume the workdir's checkpoint although the config differs from its own",
+    )
     evaluate_p = commands.add_parser("evaluate", help="evaluate a run's last checkpoint")
     evaluate_p.add_argument("--workdir", required=True)
     encode_p = commands.add_parser("encode", help="packed codes of a split to .npy")
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             config = config_lib.load_config_file(args.config)
             config_lib.apply_overrides(config, args.set)
-        _, report = train.run(config, args.workdir)
+        allow = getattr(args, "allow_config_change", False)
+        _, report = train.run(config, args.workdir, allow_config_change=allow)
         _summary(report, args.workdir)
     elif args.command == "evaluate":
         from jaxhash.model_eval import Evaluator
