@@ -52,7 +52,7 @@ from jaxhash.config import config_changes, validate_config
 from jaxhash.model_eval import Evaluator
 from jaxhash.parallel import DATA_AXIS, initialize_distributed
 from jaxhash.state import STATE_TREES, TrainState, finite_trees, learning_rate_schedule
-from jaxhash.workdir_lock import workdir_lock
+from jaxhash.workdir_lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def run(
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    with workdir_lock(workdir, enabled=jax.process_index() == 0):
+    with run_lock(workdir):
         _check_config_change(config, workdir, allow_config_change)
         return _train(config, workdir, mesh, progress, time_limit_s)
 

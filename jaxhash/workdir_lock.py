@@ -4,7 +4,8 @@ The lock is ``fcntl.flock`` on the file, so the kernel releases it when its hold
 dies: a stale lock (its process gone) is taken over without a word. The file holds the
 holder's pid, host and start time, which a second trainer names in its
 :class:`WorkdirLockedError`. With several processes (``jax.process_count() > 1``) only
-process 0 locks, so one multi-process run holds one lock.
+process 0 locks (:func:`run_lock`), so one multi-process run holds one lock, and every
+process stops when process 0 cannot take it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import jax
+import numpy as np
+
 LOCK_NAME = ".lock"
 
 
@@ -26,12 +30,9 @@ class WorkdirLockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str | os.PathLike, *, enabled: bool = True) -> Iterator[None]:
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     """Hold ``workdir/.lock`` for the block; :class:`WorkdirLockedError` when another process
-    holds it. ``enabled`` False: no lock (the non-primary processes of a multi-process run)."""
-    if not enabled:
-        yield
-        return
+    holds it."""
     path = Path(workdir) / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -55,6 +56,34 @@ def workdir_lock(workdir: str | os.PathLike, *, enabled: bool = True) -> Iterato
             os.ftruncate(fd, 0)  # the file stays (unlinking it would race a waiting locker)
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def run_lock(workdir: str | os.PathLike) -> Iterator[None]:
+    """:func:`workdir_lock` held by process 0 of a run; with several processes, all of them
+    learn (one broadcast) whether it was taken and raise together when not."""
+    if jax.process_count() == 1:
+        with workdir_lock(workdir):
+            yield
+        return
+    from jax.experimental import multihost_utils
+
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(workdir_lock(workdir))
+            except WorkdirLockedError as error:
+                refused = error
+        taken = multihost_utils.broadcast_one_to_all(np.int32(refused is None))
+        if refused is not None:
+            raise refused
+        if not int(taken):
+            raise WorkdirLockedError(
+                f"{Path(workdir)} is in use by another training (process 0 could not lock "
+                "it): wait for it to finish or stop it, or choose another --workdir."
+            )
+        yield
 
 
 def _holder(path: Path) -> str:
