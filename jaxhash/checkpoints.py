@@ -8,11 +8,19 @@ with other settings does not overwrite an earlier one's. orbax decides when to s
 ``save_on_steps``, and the first step of a fresh run by its initial-save policy) and keeps
 ``config.train.keep_checkpoints`` of them. :func:`restore_run` rebuilds a run folder's model
 and newest state: training resumes from it, ``jaxhash evaluate``/``encode`` evaluate it.
+
+Only good checkpoints: :func:`save` refuses a state with a NaN or infinite leaf, and
+:func:`restore_latest` restores the newest checkpoint that reads without error, matches the
+model's arrays (shapes, dtypes) and is finite, warning about each newer one it skips. Saves
+are synchronous: a failed write (permissions, full disk) raises
+:class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only
+at the next save and leave a thread waiting minutes at interpreter exit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,7 +33,34 @@ from jax.sharding import Mesh
 from jaxhash import models
 from jaxhash.config import validate_config
 from jaxhash.parallel import make_mesh
-from jaxhash.state import TrainState, build_model, create_state, make_optimizer, total_steps
+from jaxhash.state import (
+    STATE_TREES,
+    TrainState,
+    build_model,
+    create_state,
+    finite_trees,
+    make_optimizer,
+    total_steps,
+)
+
+log = logging.getLogger(__name__)
+_finite_trees = jax.jit(finite_trees)
+
+
+class NonFiniteStateError(ValueError):
+    """A state with a NaN or infinite leaf was to be saved."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (permissions, disk space)."""
+
+
+class NoGoodCheckpointError(ValueError):
+    """No checkpoint of a run folder can be restored."""
+
+
+class IncompatibleCheckpointError(NoGoodCheckpointError):
+    """The checkpoints hold arrays of other shapes or dtypes than the config's model."""
 
 
 def checkpoint_manager(workdir: str | os.PathLike, config, last_step: int | None = None):
@@ -41,56 +76,170 @@ def checkpoint_manager(workdir: str | os.PathLike, config, last_step: int | None
         save_interval_steps=int(config.train.checkpoint_every),
         save_on_steps=frozenset() if last_step is None else frozenset({int(last_step)}),
         create=True,
+        enable_async_checkpointing=False,  # a failed write raises in save (module docstring)
     )
     return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
 
 
+def nonfinite_trees(state: TrainState) -> list[str]:
+    """The names of ``state``'s trees (:data:`STATE_TREES`) with a NaN or infinite leaf."""
+    flags = jax.device_get(_finite_trees(state))
+    return [name for name, finite in zip(STATE_TREES, flags, strict=True) if not finite]
+
+
 def save(manager, step: int, state: TrainState, config, *, force: bool = False) -> None:
-    """Save ``state`` and ``config`` as checkpoint ``step`` (asynchronously; orbax waits on
-    the previous save first). ``force``: also off the save schedule (e.g. a time limit)."""
+    """Save ``state`` and ``config`` as checkpoint ``step``. ``force``: also off the save
+    schedule (e.g. a time limit).
+
+    Raises :class:`NonFiniteStateError` (nothing written) for a state with a non-finite leaf
+    and :class:`CheckpointWriteError` when the write fails.
+    """
     import orbax.checkpoint as ocp
 
-    manager.save(
-        int(step),
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state.as_dict()),
-            config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
-        ),
-        force=force,
-    )
+    bad = nonfinite_trees(state)
+    if bad:
+        raise NonFiniteStateError(
+            f"checkpoint step {step} not written: its {', '.join(bad)} hold NaN or infinite "
+            "values. Lower the learning rate or the loss weights, then rerun."
+        )
+    try:
+        manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state.as_dict()),
+                config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+            ),
+            force=force,
+        )
+    except Exception as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise CheckpointWriteError(
+            f"could not write checkpoint step {step} to {Path(manager.directory) / str(step)}: "
+            f"{reason}; fix permissions/disk space or choose another --workdir"
+        ) from error
 
 
 def restore_latest(manager, state: TrainState) -> TrainState | None:
-    """The newest checkpoint restored onto ``state``'s structure and shardings, or None."""
+    """The newest good checkpoint restored onto ``state``'s structure and shardings, or None
+    when there is no checkpoint.
+
+    A checkpoint is good when it restores without error, its arrays have the shapes and dtypes
+    of ``state``'s and every leaf is finite; each newer one that is not is skipped with a
+    warning naming it and why. Raises :class:`IncompatibleCheckpointError` when every
+    checkpoint's arrays differ from ``state``'s (another model), else
+    :class:`NoGoodCheckpointError` when none is good.
+    """
     import orbax.checkpoint as ocp
 
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return None
-    _check_layout(manager, step)
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state.as_dict()
     )
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    directory = Path(manager.directory)
+    skipped, differences = [], []
+    for step in steps:
+        _check_layout(manager, step)
+        try:
+            different = _differing_arrays(directory / str(step) / "state", abstract)
+        except Exception as error:
+            reason = f"its metadata cannot be read ({_first_line(error)})"
+        else:
+            if different:
+                differences.append(different)
+                reason = f"its arrays differ from the model's ({different})"
+            else:
+                try:
+                    restored = manager.restore(
+                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                    )
+                except Exception as error:
+                    reason = f"it cannot be read ({_first_line(error)})"
+                else:
+                    restored = TrainState(**restored.state)
+                    bad = nonfinite_trees(restored)
+                    if not bad:
+                        return restored
+                    reason = f"its {', '.join(bad)} hold NaN or infinite values"
+        log.warning(
+            "skipping checkpoint step %d in %s: %s; trying the next older one",
+            step,
+            directory,
+            reason,
+        )
+        skipped.append(f"step {step}: {reason}")
+    if len(differences) == len(steps):
+        raise IncompatibleCheckpointError(
+            f"the checkpoints in {directory} hold another model's arrays than this config's "
+            f"({differences[0]}): a model change (e.g. model.bits) cannot resume them; train "
+            "into a new --workdir."
+        )
+    raise NoGoodCheckpointError(
+        f"no usable checkpoint in {directory} ({'; '.join(skipped)}): delete the damaged "
+        "ones to start over, or train into a new --workdir."
     )
-    return TrainState(**restored.state)
+
+
+def _differing_arrays(path: Path, abstract: dict) -> str:
+    """The arrays whose presence, shape or dtype differ between the saved state at ``path``
+    (its metadata) and ``abstract`` (up to 3, as ``name: saved -> now``); "" when none."""
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.metadata(path).item_metadata
+    saved, wanted = _array_types(saved), _array_types(abstract)
+    names = sorted(n for n in saved.keys() | wanted.keys() if saved.get(n) != wanted.get(n))
+    shown = [f"{n}: {saved.get(n, 'absent')} -> {wanted.get(n, 'absent')}" for n in names[:3]]
+    return "; ".join(shown) + (f"; {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _array_types(tree) -> dict[str, str]:
+    """``{"params/hash/kernel": "float32[16, 16]", ...}`` of a tree of arrays or metadata."""
+
+    def name(path) -> str:
+        keys = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+        return "/".join(str(key) for key in keys)
+
+    return {
+        name(path): f"{jax.numpy.dtype(leaf.dtype).name}{list(leaf.shape)}"
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().split(" See full TensorStore details")[0].splitlines()
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
 def saved_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None:
-    """The config saved with ``workdir``'s newest checkpoint (None: no checkpoint yet)."""
+    """The config saved with ``workdir``'s newest checkpoint whose config reads (None: no
+    checkpoint yet)."""
     import orbax.checkpoint as ocp
 
     directory = Path(workdir).absolute() / "checkpoints"
     if not directory.is_dir():
         return None
     manager = ocp.CheckpointManager(directory)
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return None
-    _check_layout(manager, step)
-    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return ml_collections.ConfigDict(restored.config)
+    for step in steps:
+        _check_layout(manager, step)
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        except Exception as error:
+            log.warning(
+                "skipping the config of checkpoint step %d in %s: %s",
+                step,
+                directory,
+                _first_line(error),
+            )
+            continue
+        return ml_collections.ConfigDict(restored.config)
+    raise NoGoodCheckpointError(
+        f"no checkpoint in {directory} has a readable config: train into a new --workdir."
+    )
 
 
 def _check_layout(manager, step: int) -> None:

@@ -2,6 +2,7 @@
 
 jaxhash demo [--workdir DIR] [--quick]           train + evaluate the demo config
 jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ...]
+      [--allow-config-change]                      resume although the config changed
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
 jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
@@ -100,6 +101,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="override config fields: key.path=value, the value a Python literal else a string, "
         "e.g. --set model.bits=32 data.manual_dir=/data (repeated --set flags add up)",
     )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume the workdir's checkpoint although the config differs from its own",
+    )
 
 
 def train_config(args: argparse.Namespace):
@@ -116,7 +122,8 @@ def train_config(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> None:
     from jaxhash import train
 
-    _, report = train.run(train_config(args), args.workdir)
+    allow = getattr(args, "allow_config_change", False)
+    _, report = train.run(train_config(args), args.workdir, allow_config_change=allow)
     _results(report, args.workdir)
 
 

@@ -19,8 +19,10 @@ Python literal, else taken as a string (repeated ``--set`` flags add up)::
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -549,3 +551,53 @@ def validate_config(config) -> ml_collections.ConfigDict:
             raise ValueError(f"config key {name!r} must be set.")
     _check_ranges(merged)
     return merged
+
+
+# What a rerun may change and still resume a run folder's checkpoint (``jaxhash.train.run``):
+# how long it runs, what it logs, how it checkpoints and evaluates, where it finds its data and
+# how its processes connect. A key ending in "." covers its block. Any other difference stops
+# the rerun unless it is allowed explicitly (``--allow-config-change``).
+RESUMABLE_CHANGES = (
+    "train.steps",
+    "train.epochs",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.tensorboard",
+    "eval.",
+    "data.data_dir",
+    "data.manual_dir",
+    "data.wordnet_dir",
+    "data.embedding_cache",
+    "data.prefetch",
+    "distributed.",
+)
+
+
+def config_changes(old, new) -> dict[str, tuple[Any, Any]]:
+    """``{key: (old value, new value)}`` of the fields where ``new`` differs from ``old``,
+    both validated, except :data:`RESUMABLE_CHANGES`; values compared as JSON."""
+
+    def flat(config) -> dict[str, Any]:
+        rows: dict[str, Any] = {}
+
+        def walk(node, prefix):
+            for key, value in node.items():
+                if isinstance(value, Mapping):
+                    walk(value, f"{prefix}{key}.")
+                else:
+                    rows[prefix + key] = value
+
+        walk(json.loads(validate_config(config).to_json_best_effort()), "")
+        return rows
+
+    before, after = flat(old), flat(new)
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+        and not any(
+            key == kept or (kept.endswith(".") and key.startswith(kept))
+            for kept in RESUMABLE_CHANGES
+        )
+    }

@@ -43,6 +43,27 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
+STATE_TREES = ("params", "batch_stats", "opt_state")  # the trees :func:`finite_trees` checks
+
+
+def finite_trees(state: TrainState) -> jax.Array:
+    """bool ``[len(STATE_TREES)]``: whether each of ``state``'s trees holds only finite values.
+
+    One fused reduction per tree (``all(isfinite(x))`` over its float leaves), cheap inside a
+    jitted step; integer leaves (counters) are always finite.
+    """
+
+    def finite(tree) -> jax.Array:
+        leaves = [
+            jnp.all(jnp.isfinite(x))
+            for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+        ]
+        return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+    return jnp.stack([finite(getattr(state, name)) for name in STATE_TREES])
+
+
 def build_model(config, num_classes: int) -> models.HashingModel:
     """The :class:`jaxhash.models.HashingModel` of ``config.model`` with ``num_classes``."""
     return models.create_model(

@@ -13,12 +13,14 @@ over the data axis, so the similarity and kNN-KL terms see the global batch
 
 The loop never waits on the device between steps: batches arrive on the devices
 ``config.data.prefetch`` (default 2) steps ahead, and the host reads the step's metrics and its
-finite flag only at log, checkpoint and evaluation steps. A step whose loss, a term or the
-gradient norm is not finite is not applied (on the device); at the next read the run stops
-naming the first such step and its terms, before any later checkpoint is written, so the last
-checkpoint stays the last good one. Checkpoints (``jaxhash.checkpoints``, orbax) hold the
+finite flag only at log, checkpoint and evaluation steps. A step whose loss, a term, the
+gradient norm or the updated state is not finite is not applied (on the device); at the next
+read the run stops naming the first such step and its terms or trees, before any later
+checkpoint is written, and deletes the checkpoint whose model gave the non-finite outputs, so
+the newest checkpoint left is a good one. Checkpoints (``jaxhash.checkpoints``, orbax) hold the
 state and the config; rerunning the same command resumes from the last one and yields the
-same batches, keys and parameters as an uninterrupted run. Evaluations (every
+same batches, keys and parameters as an uninterrupted run (not with another config, unless
+allowed: :func:`run`; nor while another training holds the folder). Evaluations (every
 ``config.eval.every`` steps and at the end) share one ``jaxhash.model_eval.Evaluator``, so the
 encoder compiles once per run; each writes ``workdir/eval/step_<N>/report.json``.
 
@@ -46,16 +48,21 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxhash import checkpoints, diagnostics, losses
-from jaxhash.config import validate_config
+from jaxhash.config import config_changes, validate_config
 from jaxhash.model_eval import Evaluator
 from jaxhash.parallel import DATA_AXIS, initialize_distributed
-from jaxhash.state import TrainState, learning_rate_schedule
+from jaxhash.state import STATE_TREES, TrainState, finite_trees, learning_rate_schedule
+from jaxhash.workdir_lock import run_lock
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """A training step produced a NaN or infinite loss term."""
+
+
+class ConfigChangedError(ValueError):
+    """A rerun's config differs from the one its run folder's checkpoint was trained with."""
 
 
 # ----------------------------------------------------------------------------- the step
@@ -168,9 +175,10 @@ def make_loss_fn(
 def make_train_step(model, optimizer, loss_fn, mesh: Mesh):
     """Jitted ``step(state, batch, key) -> (state, metrics)`` with the state donated.
 
-    A step whose loss, any term or the gradient norm is not finite leaves the state unchanged
-    (on the device, no host sync); its metrics carry ``finite = False`` so that the loop can
-    stop and say which term.
+    A step whose loss, any term, the gradient norm or any leaf of the updated state is not
+    finite leaves the state unchanged (on the device, no host sync); its metrics carry
+    ``finite = False`` and ``finite_state`` (per :data:`jaxhash.state.STATE_TREES`) so that the
+    loop can stop and say which term or tree.
     """
     replicated = NamedSharding(mesh, P())
 
@@ -194,8 +202,11 @@ def make_train_step(model, optimizer, loss_fn, mesh: Mesh):
         new = TrainState(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )
+        finite_state = finite_trees(new)  # an update can overflow from a finite gradient
+        finite &= jnp.all(finite_state)
         new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, state)
-        return new, {**metrics, "finite": finite, "grad_norm": grad_norm}
+        flags = {"finite": finite, "finite_state": finite_state}
+        return new, {**metrics, **flags, "grad_norm": grad_norm}
 
     return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -240,24 +251,53 @@ def _jsonable(value):
     return value.item() if value.ndim == 0 else value.tolist()
 
 
+_FLAGS = ("finite", "finite_state")  # the step's own flags among its metrics
+
+
 def _bad_terms(metrics: Mapping[str, Any]) -> list[str]:
-    return [k for k, v in metrics.items() if k != "finite" and not np.all(np.isfinite(v))]
+    return [k for k, v in metrics.items() if k not in _FLAGS and not np.all(np.isfinite(v))]
 
 
 def _check_finite(pending: list, manager) -> None:
     """Raise :class:`NonFiniteLossError` naming the first of ``pending`` ``(step, metrics)``
-    whose finite flag is False (one device read for all of them)."""
+    whose finite flag is False (one device read for all of them).
+
+    Step ``s`` runs the model of checkpoint ``s`` (``s`` steps applied): when its loss or a
+    term is not finite, that checkpoint's model gives non-finite outputs and is deleted, so
+    the newest checkpoint left, which the message names, is a good one.
+    """
     flags = jax.device_get([metrics["finite"] for _, metrics in pending])
     for (step, metrics), finite in zip(pending, flags, strict=True):
         if finite:
             continue
-        bad = _bad_terms(jax.device_get(metrics))
+        metrics = jax.device_get(metrics)
+        bad = _bad_terms(metrics)
+        finite_state = metrics.get("finite_state", [True] * len(STATE_TREES))
+        trees = [name for name, ok in zip(STATE_TREES, finite_state, strict=True) if not ok]
+        problems = [f"non-finite {', '.join(bad)}"] if bad else []
+        if trees:
+            problems.append(f"the update made {', '.join(trees)} non-finite")
         manager.wait_until_finished()
+        outputs_bad = [name for name in bad if name != "grad_norm"]
+        removed = [s for s in manager.all_steps() if outputs_bad and s >= step]
+        for s in removed:
+            manager.delete(s)
         last = manager.latest_step()
+        where = (
+            f"Checkpoint {removed[0]} was deleted (its model gives non-finite outputs). "
+            if removed
+            else ""
+        )
+        where += (
+            f"The last good checkpoint is step {last}."
+            if last is not None
+            else "There is no good checkpoint (a rerun starts from step 0)."
+        )
         raise NonFiniteLossError(
-            f"step {step}: non-finite {', '.join(bad) or 'gradient'}; the step was not applied "
-            f"and training stopped. The last good checkpoint is step {last}. Lower the learning "
-            "rate or the weight of that term, then rerun to resume."
+            f"step {step}: {'; '.join(problems) or 'non-finite gradient'}; the step was not "
+            f"applied and training stopped. {where} Lower the learning rate or the weight of "
+            "that term and rerun with --allow-config-change to resume, or train into a new "
+            "--workdir."
         )
 
 
@@ -280,24 +320,57 @@ def run(
     mesh: Mesh | None = None,
     progress: bool = True,
     time_limit_s: float | None = None,
+    allow_config_change: bool = False,
 ) -> tuple[TrainState, dict | None]:
-    """Train (resuming from ``workdir``'s last checkpoint) and evaluate.
+    """Train (resuming from ``workdir``'s last good checkpoint) and evaluate.
 
     ``time_limit_s``: stop once this much wall time has passed, after saving a checkpoint;
     the run is then unfinished (``state.step`` below the total, no evaluation) and a rerun
     continues it. For schedulers and machines lent for a few minutes at a time.
 
+    A rerun whose config differs from the checkpoint's in more than
+    ``jaxhash.config.RESUMABLE_CHANGES`` raises :class:`ConfigChangedError` before training,
+    unless ``allow_config_change`` (a model of other shapes cannot resume even then). One
+    training at a time holds ``workdir`` (``jaxhash.workdir_lock``).
+
     Returns the final state and the last evaluation's report (also in
     ``workdir/eval/step_<N>/report.json``), or None when ``config.eval.at_end`` is False or
     the time limit stopped the run.
     """
-    from jaxhash import data
-
     config = validate_config(config)
     initialize_distributed(config.distributed)
-    primary = jax.process_index() == 0
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    with run_lock(workdir):
+        _check_config_change(config, workdir, allow_config_change)
+        return _train(config, workdir, mesh, progress, time_limit_s)
+
+
+def _check_config_change(config, workdir: Path, allow: bool) -> None:
+    """Raise :class:`ConfigChangedError` when ``config`` differs from the config saved with
+    ``workdir``'s checkpoint beyond ``RESUMABLE_CHANGES`` (only a warning when ``allow``)."""
+    saved = checkpoints.saved_config(workdir)
+    changes = {} if saved is None else config_changes(saved, config)
+    if not changes:
+        return
+    listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+    if allow:
+        log.warning("resuming %s with a changed config: %s", workdir, listed)
+        return
+    raise ConfigChangedError(
+        f"{workdir} holds a run trained with another config ({listed}): train into a new "
+        "--workdir, or pass --allow-config-change (train.run(..., allow_config_change=True)) "
+        "to resume it with the new one."
+    )
+
+
+def _train(
+    config, workdir: Path, mesh: Mesh | None, progress: bool, time_limit_s: float | None
+) -> tuple[TrainState, dict | None]:
+    """:func:`run` once ``workdir`` is locked and the config checked."""
+    from jaxhash import data
+
+    primary = jax.process_index() == 0
     start_time = time.time()
     setup = checkpoints.restore_run(config, workdir, mesh=mesh)
     config, info, mesh, model = setup.config, setup.info, setup.mesh, setup.model
@@ -349,7 +422,7 @@ def run(
                 _check_finite(pending, manager)
                 pending = []
             if log_now:
-                values = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
+                values = {k: v for k, v in jax.device_get(metrics).items() if k not in _FLAGS}
                 elapsed = time.perf_counter() - window_start
                 values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
                 values["learning_rate"] = float(schedule(step - 1))

@@ -130,3 +130,20 @@ def test_get_config_must_return_a_config(tmp_path):
     path.write_text("def get_config():\n    return None\n")
     with pytest.raises(ValueError, match=r"must return an ml_collections.ConfigDict.*NoneType"):
         config_lib.load_config_file(str(path))
+
+
+def test_config_changes_list_what_a_resume_cannot_ignore():
+    """Run length, logging, checkpointing, evaluation and data locations may change on a
+    rerun; any other field is listed old -> new; values equal as JSON are no change."""
+    old = config_lib.demo_config("quick")
+    new = config_lib.demo_config("quick")
+    new.train.steps, new.train.log_every, new.train.checkpoint_every = 60, 7, 9
+    new.eval.map_k, new.data.data_dir, new.data.prefetch = 5, "/elsewhere", 4
+    new.data.crop_scale = tuple(old.data.crop_scale)  # a tuple, saved as a JSON list
+    assert config_lib.config_changes(old, new) == {}
+    new.loss.w_sim, new.model.bits, new.data.name = 1.0, 8, "cifar100"
+    assert config_lib.config_changes(old, new) == {
+        "data.name": ("synthetic_hierarchy", "cifar100"),
+        "loss.w_sim": (old.loss.w_sim, 1.0),
+        "model.bits": (16, 8),
+    }

@@ -127,6 +127,9 @@ def test_a_non_finite_step_is_named_when_read_later():
         def latest_step(self):
             return 3
 
+        def all_steps(self):
+            return [3]
+
     ok = {"finite": np.bool_(True), "loss": np.float32(1.0), "sim": np.float32(0.5)}
     bad = {"finite": np.bool_(False), "loss": np.float32(np.nan), "sim": np.float32(np.inf)}
     train._check_finite([(3, ok), (4, ok)], Manager())
@@ -206,9 +209,7 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     np.testing.assert_allclose([a[s] for s in steps], [b[s] for s in steps], rtol=1e-3)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    data_dir, tmp_path, monkeypatch
-):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
     config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
     monkeypatch.setattr(losses, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
@@ -217,6 +218,59 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "checkpoints").exists() or not any(
         p.name.isdigit() for p in (tmp_path / "checkpoints").iterdir()
     )
+
+
+def _checkpoint_steps(workdir) -> list[int]:
+    folder = workdir / "checkpoints"
+    if not folder.exists():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def test_an_overflowing_update_is_not_applied_nor_saved(data_dir, tmp_path):
+    """A learning rate that makes the parameters infinite from a finite gradient: the step is
+    not applied, the run stops naming it and the tree, and no checkpoint is written."""
+    changes = {"eval.at_end": False, "optim.learning_rate": 1e38, "optim.warmup_steps": 0}
+    changes |= {"train.checkpoint_every": 1, "train.steps": 4}
+    with pytest.raises(train.NonFiniteLossError, match=r"step 0: the update made params"):
+        train.run(_quick(data_dir, **changes), tmp_path, progress=False)
+    assert _checkpoint_steps(tmp_path) == []
+
+
+def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, capsys):
+    """Resumed at a huge learning rate, step 3's update keeps the parameters finite but their
+    outputs overflow at step 4: checkpoint 4 is deleted, the message names step 3 as the last
+    good one, and `jaxhash evaluate` works on the folder."""
+    from jaxhash import cli
+
+    changes = {"eval.at_end": False, "train.checkpoint_every": 1, "train.keep_checkpoints": 3}
+    train.run(_quick(data_dir, **changes, **{"train.steps": 3}), tmp_path, progress=False)
+    changes |= {"optim.learning_rate": 1e30, "optim.warmup_steps": 0}
+    with pytest.raises(
+        train.NonFiniteLossError,
+        match=r"step 4: non-finite .*loss.*Checkpoint 4 was deleted.* good checkpoint is step 3",
+    ):
+        train.run(_quick(data_dir, **changes), tmp_path, progress=False, allow_config_change=True)
+    assert _checkpoint_steps(tmp_path) == [2, 3]
+    cli.main(["evaluate", "--workdir", str(tmp_path)])
+    report = json.loads((model_eval.report_dir(tmp_path, 3) / "report.json").read_text())
+    assert np.isfinite(report["metrics"]["mAP@50"])
+
+
+def test_a_rerun_with_another_config_stops_before_training(uninterrupted, data_dir):
+    """Another loss weight stops the rerun naming the key (old -> new) and the ways on; a
+    longer run or other evaluation settings are no change; a model of other shapes cannot
+    resume even when changes are allowed."""
+    workdir = uninterrupted[0]
+    changed = _quick(data_dir, **{"loss.w_sim": 1.0, "train.steps": 8, "eval.map_k": 5})
+    with pytest.raises(train.ConfigChangedError, match=r"\(loss.w_sim: 3.0 -> 1.0\).*--workdir"):
+        train.run(changed, workdir, progress=False)
+    bits = _quick(data_dir, **{"model.bits": 8})
+    with pytest.raises(train.ConfigChangedError, match=r"model.bits: 16 -> 8.*allow-config-change"):
+        train.run(bits, workdir, progress=False)
+    with pytest.raises(checkpoints.IncompatibleCheckpointError, match=r"model.bits.*--workdir"):
+        train.run(bits, workdir, progress=False, allow_config_change=True)
+    assert _checkpoint_steps(workdir)[-1] == 6
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,134 @@
+"""Checkpoints stay good: a non-finite state is never saved, a failed write stops the run at
+once, and restoring skips damaged or non-finite checkpoints for the next older one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxhash import checkpoints, train
+from jaxhash import config as config_lib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick(data_dir: str, steps: int = 3):
+    config = config_lib.demo_config("quick")
+    config.data.data_dir = data_dir
+    config.eval.at_end = False
+    config.train.steps = steps
+    config.train.checkpoint_every = 1
+    config.train.keep_checkpoints = 3
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The quick demo for 3 steps, checkpoints 1, 2 and 3, and its final state."""
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    workdir = tmp_path_factory.mktemp("run")
+    state, _ = train.run(_quick(data_dir), workdir, progress=False)
+    return data_dir, workdir, state
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of the trained run folder for a test to damage."""
+    data_dir, workdir, state = trained
+    shutil.copytree(workdir, tmp_path / "run")
+    return data_dir, tmp_path / "run", state
+
+
+def _truncate_data(workdir: Path, step: int) -> None:
+    """Cut each data file of checkpoint ``step``'s state to half its size."""
+    for path in (workdir / "checkpoints" / str(step) / "state").glob("ocdbt.process_*/d/*"):
+        os.truncate(path, path.stat().st_size // 2)
+
+
+def test_save_refuses_a_non_finite_state(trained, tmp_path):
+    """A state with a NaN leaf is refused, naming the tree; nothing is written."""
+    data_dir, workdir, _ = trained
+    setup = checkpoints.restore_run(_quick(data_dir), workdir)
+    params = jax.tree_util.tree_map(lambda x: x.at[...].set(jnp.nan), setup.state.params)
+    manager = checkpoints.checkpoint_manager(tmp_path, setup.config)
+    with pytest.raises(checkpoints.NonFiniteStateError, match=r"step 7 not written: its params"):
+        checkpoints.save(manager, 7, setup.state.replace(params=params), setup.config, force=True)
+    assert manager.all_steps() == []
+    assert not any(p.name.startswith("7") for p in (tmp_path / "checkpoints").iterdir())
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, caplog):
+    """Checkpoint 3 truncated: restoring warns once naming it and resumes from 2; training
+    on from there ends bit-identical to the undamaged run."""
+    data_dir, workdir, state = run_copy
+    _truncate_data(workdir, 3)
+    with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
+        setup = checkpoints.restore_run(_quick(data_dir), workdir)
+    assert setup.restored_step == 2
+    skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
+    assert len(skipped) == 1 and "step 3" in skipped[0] and "cannot be read" in skipped[0]
+    resumed, _ = train.run(_quick(data_dir), workdir, progress=False)
+    assert int(resumed.step) == 3
+    for got, want in zip(
+        jax.tree_util.tree_leaves(jax.device_get(resumed.params)),
+        jax.tree_util.tree_leaves(jax.device_get(state.params)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, caplog):
+    """A checkpoint holding NaN (written past save's check) is skipped; with every
+    checkpoint damaged, restoring fails with one error listing them."""
+    import orbax.checkpoint as ocp
+
+    data_dir, workdir, _ = run_copy
+    setup = checkpoints.restore_run(_quick(data_dir), workdir)
+    poisoned = setup.state.replace(
+        step=setup.state.step + 1,
+        batch_stats=jax.tree_util.tree_map(lambda x: x * jnp.inf, setup.state.batch_stats),
+    )
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(workdir / "checkpoints" / "4" / "state", poisoned.as_dict())
+    folder = workdir / "checkpoints"
+    shutil.copytree(folder / "3" / "config", folder / "4" / "config")
+    with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
+        assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 3
+    assert "step 4" in caplog.text and "batch_stats hold NaN or infinite" in caplog.text
+    for step in (1, 2, 3):
+        _truncate_data(workdir, step)
+    with pytest.raises(checkpoints.NoGoodCheckpointError, match=r"no usable checkpoint.*step 1"):
+        checkpoints.restore_run(_quick(data_dir), workdir)
+
+
+def test_a_failed_save_stops_at_once_with_one_clear_line(trained, tmp_path):
+    """`checkpoints/` read-only: the command exits non-zero at the first save, saying which
+    checkpoint could not be written where and why, without hanging at exit."""
+    data_dir = trained[0]
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints").mkdir(parents=True)
+    (workdir / "checkpoints").chmod(0o555)
+    command = [sys.executable, "-m", "jaxhash", "train", "--workdir", str(workdir)]
+    command += ["--config", f"{ROOT}/configs/demo.py:quick", "--set", f"data.data_dir={data_dir!r}"]
+    command += ["train.checkpoint_every=1", "eval.at_end=False"]
+    if os.geteuid() == 0:  # root writes anywhere: drop the capabilities that let it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: no way to make a folder unwritable")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *command]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if "could not write checkpoint" in line]
+    assert lines, done.stderr[-3000:]
+    assert f"could not write checkpoint step 1 to {workdir / 'checkpoints' / '1'}: " in lines[-1]
+    assert "Permission denied; fix permissions/disk space or choose another --workdir" in lines[-1]
