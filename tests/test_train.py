@@ -78,6 +78,12 @@ def test_report(uninterrupted):
     assert saved["code_length"] == 16 and saved["wall_time_s"] > 0
     assert periodic["wall_time_s"] is None
     assert saved["config"]["model"]["bits"] == 16
+    # Every evaluation draws its pictures beside the report and lists them.
+    for path, listed in zip(paths, (periodic, saved), strict=True):
+        assert listed["plots"] == ["hp_at_k.png", "pr_curve.png", "retrieval_grid.png"]
+        for name in listed["plots"]:
+            data = (path.parent / name).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
     assert "cosine" in saved["rows"]
     assert (model_eval.report_dir(workdir, 6) / "pr_curve.png").exists()
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -206,9 +212,7 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     np.testing.assert_allclose([a[s] for s in steps], [b[s] for s in steps], rtol=1e-3)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    data_dir, tmp_path, monkeypatch
-):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
     config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
     monkeypatch.setattr(losses, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
