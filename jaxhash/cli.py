@@ -5,6 +5,8 @@ jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ..
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
 jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
+jaxhash index --workdir DIR --images FOLDER --out INDEX.npz [--faiss]   codes of image files
+jaxhash query --index INDEX.npz --image FILE [--k 10] [--out grid.png]  nearest indexed files
 
 ``--set`` overrides config fields: ``key.path=value`` items after one ``--set``, each value a
 Python literal, else a string (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
@@ -71,6 +73,17 @@ def main(argv: list[str] | None = None) -> None:
     search_p.add_argument("--k", type=int, default=10)
     search_p.add_argument("--exclude-self", action="store_true")
     search_p.add_argument("--out", required=True, help=".npz with distances and indices")
+    index_p = commands.add_parser("index", help="encode a folder of images into an index")
+    index_p.add_argument("--workdir", required=True, help="the trained run")
+    index_p.add_argument("--images", required=True, help="folder of images (recursive)")
+    index_p.add_argument("--out", required=True, help="index file (.npz)")
+    index_p.add_argument("--faiss", action="store_true", help="also write INDEX.faiss")
+    query_p = commands.add_parser("query", help="nearest indexed images of an image")
+    query_p.add_argument("--index", required=True, help="index file of jaxhash index")
+    query_p.add_argument("--image", required=True, help="the query image file")
+    query_p.add_argument("--k", type=int, default=10)
+    query_p.add_argument("--workdir", default=None, help="encoding run (default: the index's)")
+    query_p.add_argument("--out", default=None, help="grid picture (default: beside the index)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -124,6 +137,19 @@ def main(argv: list[str] | None = None) -> None:
         )
         np.savez(args.out, distances=np.asarray(distances), indices=np.asarray(indices))
         print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
+    elif args.command == "index":
+        from jaxhash import image_index
+
+        index, path = image_index.build_index(args.workdir, args.images, args.out, faiss=args.faiss)
+        print(f"wrote {path}: {len(index)} images, {index.bits}-bit codes")
+    elif args.command == "query":
+        from jaxhash import image_index
+
+        result = image_index.query_index(
+            args.index, args.image, k=args.k, workdir=args.workdir, out=args.out
+        )
+        print(image_index.format_results(result))
+        print(f"picture: {result.picture}")
 
 
 if __name__ == "__main__":
