@@ -404,3 +404,4 @@ def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
     assert 0.0 <= report["metrics"]["mAHP@5"] <= 1.0
     assert set(report["rows"]["random_codes"]["summary"]) == set(report["metrics"])
     assert "caption" in report["note"]
+    assert "retrieval_grid.png" in report["plots"]  # framed by caption distance
