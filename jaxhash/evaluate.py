@@ -346,6 +346,16 @@ def _plots(report: dict, run_dir) -> dict[str, str]:
         for name, pr in pr_rows.items():
             label, kwargs = style(name)
             ax.plot(pr["recall"], pr["precision"], marker=".", label=label, **kwargs)
+            if name == "hamming":  # mark a few radii on the learned codes' curve
+                for r in sorted({0, 2, len(pr["recall"]) // 4} & set(range(len(pr["recall"])))):
+                    ax.annotate(
+                        f"r={r}",
+                        (pr["recall"][r], pr["precision"][r]),
+                        textcoords="offset points",
+                        xytext=(2, 6),
+                        fontsize=7,
+                        color=kwargs.get("color", "black"),
+                    )
         ax.set(
             xlabel="recall (items within the radius / all relevant)",
             ylabel="precision (relevant / items within the radius)",

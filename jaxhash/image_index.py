@@ -26,6 +26,10 @@ with ``faiss.read_index_binary``; needs the ``faiss`` extra). :func:`query_index
 image with the index's run (or another run with the same code length), returns its ``k``
 nearest files by Hamming distance (ties to the earlier file) and draws them as a retrieval grid
 (:mod:`jaxhash.retrieval_grid`).
+
+Loading a run reads its data set's description (class count, input size, crop and
+normalisation, as ``jaxhash evaluate`` does), so the data set the run was trained on must be
+where its config says.
 """
 
 from __future__ import annotations

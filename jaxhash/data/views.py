@@ -92,7 +92,7 @@ def file_view(path: str | os.PathLike, image_size: int, crop_fraction: float) ->
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"), np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
     h, w = pixels.shape[:2]
     boxes = augment.eval_boxes(tf.constant([h]), tf.constant([w]), crop_fraction)
