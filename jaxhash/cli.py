@@ -6,6 +6,8 @@ jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ..
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
 jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
+jaxhash index --workdir DIR --images FOLDER --out INDEX.npz [--faiss]   codes of image files
+jaxhash query --index INDEX.npz --image FILE [--k 10] [--out grid.png]  nearest indexed files
 
 ``--set`` overrides config fields: ``key.path=value`` items, each value a Python literal, else
 a string; repeated ``--set`` flags add up (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
@@ -203,12 +205,46 @@ def _search(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
 
 
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True, help="the trained run")
+    parser.add_argument("--images", required=True, help="folder of images (recursive)")
+    parser.add_argument("--out", required=True, help="index file (.npz)")
+    parser.add_argument("--faiss", action="store_true", help="also write INDEX.faiss")
+
+
+def _index(args: argparse.Namespace) -> None:
+    from jaxhash import image_index
+
+    index, path = image_index.build_index(args.workdir, args.images, args.out, faiss=args.faiss)
+    print(f"wrote {path}: {len(index)} images, {index.bits}-bit codes")
+
+
+def _query_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="index file of jaxhash index")
+    parser.add_argument("--image", required=True, help="the query image file")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--workdir", default=None, help="encoding run (default: the index's)")
+    parser.add_argument("--out", default=None, help="grid picture (default: beside the index)")
+
+
+def _query(args: argparse.Namespace) -> None:
+    from jaxhash import image_index
+
+    result = image_index.query_index(
+        args.index, args.image, k=args.k, workdir=args.workdir, out=args.out
+    )
+    print(image_index.format_results(result))
+    print(f"picture: {result.picture}")
+
+
 COMMANDS: list[Command] = [
     Command("demo", "train + evaluate the demo (no download)", _demo_arguments, _train),
     Command("train", "train (resumes) and evaluate", _train_arguments, _train),
     Command("evaluate", "evaluate a run's last checkpoint", _workdir_argument, _evaluate),
     Command("encode", "packed codes of a split to .npy", _encode_arguments, _encode),
     Command("search", "Hamming top-k of packed codes", _search_arguments, _search),
+    Command("index", "encode a folder of images into an index", _index_arguments, _index),
+    Command("query", "nearest indexed images of an image", _query_arguments, _query),
 ]
 
 

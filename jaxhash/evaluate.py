@@ -9,9 +9,10 @@ Protocols (docs/method.md, section 5):
   listed in the config; with no separate query set the database is the query set.
 
 :func:`evaluate` writes ``report.json`` (each metric with its k, the tie rule, code length and
-counts) and PNG plots (precision-recall over the Hamming radius; HP@k against k) into a run
-folder, with the same metrics for random codes of the same length as a baseline row. It takes
-arrays (codes, labels, class similarities), so any data pipeline can feed it.
+counts) and PNG plots (precision-recall over the Hamming radius; HP@k against k; with a
+:class:`jaxhash.retrieval_grid.RetrievalGrid`, the retrieval grid) into a run folder, with the
+same metrics for random codes of the same length as a baseline row. It takes arrays (codes,
+labels, class similarities), so any data pipeline can feed it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxhash import metrics
+from jaxhash.retrieval_grid import RetrievalGrid
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ def evaluate(
     baseline: bool = True,
     seed: int = 0,
     run_dir: str | os.PathLike | None = None,
+    grid: RetrievalGrid | None = None,
     mesh: Mesh | None = None,
     axis_name: str = "data",
 ) -> dict:
@@ -212,7 +215,8 @@ def evaluate(
       rankings: one row per ranking: "hamming" (sign codes), and for real-valued outputs
         "euclidean" / "cosine" (the binarisation gap).
       baseline: add a row for uniform random +-1 codes of the same length (seeded by ``seed``).
-      run_dir: folder for ``report.json``, ``pr_curve.png`` and ``hp_at_k.png`` (None: no files).
+      run_dir: folder for ``report.json``, ``pr_curve.png`` and ``hp_at_k.png`` (None: no files;
+        see :func:`write_report`); ``grid``: the retrieval grid to draw there.
 
     Returns:
       The report (also written as JSON): protocol, counts, code length, settings and one entry
@@ -271,49 +275,96 @@ def evaluate(
         "device": jax.devices()[0].device_kind,
     }
     if run_dir is not None:
-        write_report(report, run_dir)
+        write_report(report, run_dir, grid)
     return report
 
 
-def write_report(report: dict, run_dir: str | os.PathLike) -> dict[str, str]:
-    """Write ``report.json`` and the plots into ``run_dir``; returns ``{name: path}``.
+def write_report(
+    report: dict, run_dir: str | os.PathLike, grid: RetrievalGrid | None = None
+) -> dict[str, str]:
+    """Write ``report.json`` and the pictures into ``run_dir``; returns ``{name: path}``.
 
-    Plots need matplotlib (the ``plots`` extra); without it they are skipped with a logged note,
-    recorded in the report as ``"plots": "skipped: ..."``.
+    Pictures: ``pr_curve.png`` (precision against recall over the Hamming radius 0..K),
+    ``hp_at_k.png`` (HP@k against k, given class similarities) and, given ``grid`` (from
+    :func:`jaxhash.retrieval_grid.evaluation_grid`), ``retrieval_grid.png``. Their file names
+    are listed in the report under ``"plots"``.
     """
     os.makedirs(run_dir, exist_ok=True)
-    paths = {}
-    try:
-        paths.update(_plots(report, run_dir))
-        report["plots"] = sorted(os.path.basename(p) for p in paths.values())
-    except ImportError:
-        log.warning("matplotlib is not installed: plots skipped (pip install matplotlib).")
-        report["plots"] = "skipped: matplotlib is not installed"
+    paths = _plots(report, run_dir)
+    if grid is not None and grid.rows:
+        from jaxhash.retrieval_grid import draw_grid
+
+        paths["retrieval_grid"] = draw_grid(
+            grid.rows,
+            os.path.join(run_dir, "retrieval_grid.png"),
+            title=f"Nearest database images by Hamming distance ({_describe(report)})",
+            colour_label=grid.colour_label,
+            note=grid.note,
+        )
+    report["plots"] = sorted(os.path.basename(p) for p in paths.values())
     paths["report"] = os.path.join(run_dir, "report.json")
     with open(paths["report"], "w") as f:
         json.dump(report, f, indent=1, allow_nan=False)
     return paths
 
 
+# Legend text and line style of each row of the report.
+_ROW_STYLES = {
+    "hamming": ("learned codes (Hamming)", dict(color="C0", linewidth=2.0)),
+    "random_codes": ("random codes (Hamming)", dict(color="0.45", linestyle="--")),
+    "euclidean": ("real-valued outputs (Euclidean)", dict(color="C1")),
+    "cosine": ("real-valued outputs (cosine)", dict(color="C2")),
+}
+
+
+def _describe(report: dict) -> str:
+    protocol = report["protocol"].replace("_", " ")
+    return f"{report['code_length']} bits, {protocol}"
+
+
 def _plots(report: dict, run_dir) -> dict[str, str]:
+    """The curves of the report as PNGs: ``{"pr_curve": path, "hp_at_k": path}`` (those that
+    apply)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def style(name):
+        return _ROW_STYLES.get(name, (name, {}))
+
     paths = {}
-    title = f"{report['protocol']}, {report['code_length']} bits, ties={report['ties']}"
+    subtitle = (
+        f"{_describe(report)}; {report['num_queries']} queries, "
+        f"{report['num_database']} database items"
+    )
     pr_rows = {
         k: r["curves"]["pr_radius"] for k, r in report["rows"].items() if "pr_radius" in r["curves"]
     }
     if pr_rows:
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = plt.subplots(figsize=(6, 4.6))
         for name, pr in pr_rows.items():
-            ax.plot(pr["recall"], pr["precision"], marker=".", label=name)
-        ax.set(xlabel="recall", ylabel="precision", title=f"Hamming radius 0..K\n{title}")
-        ax.set(xlim=(0, 1), ylim=(0, 1))
+            label, kwargs = style(name)
+            ax.plot(pr["recall"], pr["precision"], marker=".", label=label, **kwargs)
+            if name == "hamming":  # mark a few radii on the learned codes' curve
+                for r in sorted({0, 2, len(pr["recall"]) // 4} & set(range(len(pr["recall"])))):
+                    ax.annotate(
+                        f"r={r}",
+                        (pr["recall"][r], pr["precision"][r]),
+                        textcoords="offset points",
+                        xytext=(2, 6),
+                        fontsize=7,
+                        color=kwargs.get("color", "black"),
+                    )
+        ax.set(
+            xlabel="recall (items within the radius / all relevant)",
+            ylabel="precision (relevant / items within the radius)",
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+        )
+        ax.set_title(f"Precision-recall over Hamming radius 0..K\n{subtitle}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper right")
         paths["pr_curve"] = os.path.join(run_dir, "pr_curve.png")
         fig.tight_layout()
         fig.savefig(paths["pr_curve"], dpi=120)
@@ -322,12 +373,15 @@ def _plots(report: dict, run_dir) -> dict[str, str]:
         k: r["curves"]["hp_at_k"] for k, r in report["rows"].items() if "hp_at_k" in r["curves"]
     }
     if hp_rows:
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = plt.subplots(figsize=(6, 4.6))
         for name, hp in hp_rows.items():
-            ax.plot(np.arange(1, len(hp) + 1), hp, label=name)
-        ax.set(xlabel="k", ylabel="HP@k", title=f"hierarchical precision\n{title}", ylim=(0, 1))
+            label, kwargs = style(name)
+            ax.plot(np.arange(1, len(hp) + 1), hp, label=label, **kwargs)
+        ax.set(xlabel="k (top k results)", ylabel="HP@k (hierarchical precision)", ylim=(0, 1.02))
+        ax.set_xlim(1, max(len(hp) for hp in hp_rows.values()))
+        ax.set_title(f"Hierarchical precision at k\n{subtitle}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper right")
         paths["hp_at_k"] = os.path.join(run_dir, "hp_at_k.png")
         fig.tight_layout()
         fig.savefig(paths["hp_at_k"], dpi=120)

@@ -5,11 +5,12 @@ holds the model's encoder, jitted on the first evaluation and reused by every la
 periodic ones and the last), and the class-similarity tables. Each :meth:`Evaluator.evaluate`
 encodes the evaluation split with a state, ranks the codes once per ranking and scores every
 metric from that ranking (:func:`jaxhash.evaluate.evaluate`), and writes one report,
-``workdir/eval/step_<N>/report.json`` (with its plots beside it). The report's schema is
-:func:`jaxhash.evaluate.evaluate`'s (protocol, counts, settings, one entry per ranking under
-``rows``: ``hamming``, the real-valued ones such as ``cosine`` and the ``random_codes``
-baseline) plus ``step``, ``metrics`` (the Hamming row's summary), ``wall_time_s``, the
-``config`` and, for caption data, a ``note``.
+``workdir/eval/step_<N>/report.json``, with its pictures beside it: ``pr_curve.png``,
+``hp_at_k.png`` and ``retrieval_grid.png`` (:meth:`Evaluator.retrieval_grid`). The report's
+schema is :func:`jaxhash.evaluate.evaluate`'s (protocol, counts, settings, one entry per
+ranking under ``rows``: ``hamming``, the real-valued ones such as ``cosine`` and the
+``random_codes`` baseline) plus ``step``, ``metrics`` (the Hamming row's summary),
+``wall_time_s``, the ``config`` and, for caption data, a ``note``.
 
 With several processes every one calls :meth:`Evaluator.evaluate`: each encodes its share of
 the split and all receive the full codes (:meth:`Evaluator.encode`); each then ranks and
@@ -28,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxhash.parallel import DATA_AXIS, process_concat, process_mesh
+from jaxhash.retrieval_grid import RetrievalGrid, evaluation_grid
 
 
 def report_dir(workdir: str | os.PathLike, step: int) -> Path:
@@ -142,7 +144,7 @@ class Evaluator:
         step = int(state.step)
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         split = config.eval.split or info.eval_split
-        z, labels, _, embeddings = self.encode(variables, split)
+        z, labels, ids, embeddings = self.encode(variables, split)
         similarity = self.class_similarity()
         if info.has_captions:
             if config.eval.protocol != "database_is_query":
@@ -154,7 +156,7 @@ class Evaluator:
                 raise ValueError(
                     "config.eval.protocol='query_database' needs config.eval.query_split."
                 )
-            query_z, query_labels, _, _ = self.encode(variables, config.eval.query_split)
+            query_z, query_labels, query_ids, _ = self.encode(variables, config.eval.query_split)
             query = dict(query_codes=query_z, query_labels=query_labels)
         report = evaluate.evaluate(
             z,
@@ -192,8 +194,70 @@ class Evaluator:
         report["wall_time_s"] = wall_time_s
         report["config"] = json.loads(config.to_json_best_effort())
         if jax.process_index() == 0:
-            evaluate.write_report(report, report_dir(workdir, step))
+            views = {"database": (split, z, labels, ids)}
+            if query:
+                views["query"] = (config.eval.query_split, query_z, query_labels, query_ids)
+            grid = self.retrieval_grid(views, similarity)
+            evaluate.write_report(report, report_dir(workdir, step), grid)
         return report
+
+    def retrieval_grid(self, views: dict, similarity) -> RetrievalGrid:
+        """The evaluation's retrieval grid (:mod:`jaxhash.retrieval_grid`): 8 queries (seeded
+        by ``config.seed``, spread over the classes), each with its 8 nearest database items.
+
+        ``views``: ``{"database": (split, z, labels, ids)}`` and, for a separate query set,
+        ``"query"`` likewise; zero-shot keeps the held-out classes, as the metrics do.
+        Pixels are the evaluation crops, read back by example id
+        (:func:`jaxhash.data.views.example_pixels`).
+        """
+        from jaxhash.data.views import example_pixels
+        from jaxhash.evaluate import held_out_mask
+
+        config, info = self.config, self.info
+        db_split, db_z, db_labels, db_ids = views["database"]
+        q_split, q_z, q_labels, q_ids = views.get("query", views["database"])
+        exclude_self = "query" not in views
+        if config.eval.protocol == "zero_shot" and not info.has_captions:
+            keep = held_out_mask(db_labels, info.holdout_labels)
+            db_z, db_labels, db_ids = db_z[keep], db_labels[keep], db_ids[keep]
+            if exclude_self:
+                q_z, q_labels, q_ids = db_z, db_labels, db_ids
+            else:
+                keep = held_out_mask(q_labels, info.holdout_labels)
+                q_z, q_labels, q_ids = q_z[keep], q_labels[keep], q_ids[keep]
+        if info.has_captions:  # every image its own "class" (caption_targets)
+            q_labels = db_labels = np.arange(len(db_ids))
+
+            def names(label: int) -> str:
+                return f"image {int(db_ids[label])}"
+
+            colour_label = "caption distance to the query's captions (1 - max(cos, 0))"
+        else:
+
+            def names(label: int) -> str:
+                return info.class_names[label]
+
+            colour_label = (
+                f"hierarchy distance to the query's class (1 - {config.eval.similarity} "
+                "similarity; 0 = same class)"
+            )
+        rows = evaluation_grid(
+            q_z,
+            db_z,
+            q_labels,
+            db_labels,
+            query_pixels=lambda rows: example_pixels(config, q_split, q_ids[rows]),
+            db_pixels=lambda rows: example_pixels(config, db_split, db_ids[rows]),
+            names=names,
+            class_distance=None if similarity is None else 1.0 - similarity,
+            exclude_self=exclude_self,
+            seed=int(config.seed),
+        )
+        note = None
+        if similarity is None:
+            colour_label = None
+            note = "frames not coloured: this data set has no class hierarchy"
+        return RetrievalGrid(rows, colour_label, note)
 
 
 def encode_split(config, model, variables, mesh: Mesh, split: str, subset: str = "all"):

@@ -56,9 +56,9 @@ def test_database_is_query_report_and_plots(tmp_path):
     # Learned codes beat random ones.
     assert hamming["summary"]["mAP@50"] > saved["rows"]["random_codes"]["summary"]["mAP@50"]
     assert report["rows"]["hamming"]["summary"] == hamming["summary"]
-    if saved["plots"] != "skipped: matplotlib is not installed":
-        for name in ("pr_curve.png", "hp_at_k.png"):
-            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert saved["plots"] == ["hp_at_k.png", "pr_curve.png"]
+    for name in saved["plots"]:
+        assert_png(tmp_path / name)
 
 
 def test_query_database_and_zero_shot():
@@ -106,16 +106,83 @@ def test_random_codes_are_seeded_signs():
     assert set(np.unique(np.asarray(a))) == {-1.0, 1.0}
 
 
-def test_plots_skipped_without_matplotlib(tmp_path, monkeypatch):
-    def no_matplotlib(*args):
-        raise ImportError("No module named 'matplotlib'")
+def assert_png(path, min_bytes=5_000):
+    """A PNG file with more than a blank canvas in it."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
 
-    monkeypatch.setattr(evaluate, "_plots", no_matplotlib)
-    codes, labels, _ = _data(3, n=40)
-    evaluate.evaluate(codes, labels, map_k=10, baseline=False, run_dir=tmp_path)
+
+def test_plots_label_the_rows(tmp_path, monkeypatch):
+    """The curves carry readable legend names (codes, random codes, real-valued) and a title
+    with the code length and the protocol."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    codes, labels, sim = _data(3, n=40)
+    evaluate.evaluate(
+        codes,
+        labels,
+        class_similarity=sim,
+        map_k=10,
+        mahp_k=10,
+        rankings=("hamming", "cosine"),
+        run_dir=tmp_path,
+    )
+    (pr,) = figures[0].axes
+    (hp,) = figures[1].axes
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == [
+        "learned codes (Hamming)",
+        "random codes (Hamming)",
+    ]
+    assert [t.get_text() for t in hp.get_legend().get_texts()] == [
+        "learned codes (Hamming)",
+        "real-valued outputs (cosine)",
+        "random codes (Hamming)",
+    ]
+    for ax in (pr, hp):
+        assert ax.get_xlabel() and ax.get_ylabel()
+        assert "16 bits, database is query" in ax.get_title()
+
+
+def test_retrieval_grid_written_and_listed(tmp_path):
+    from jaxhash import retrieval_grid
+
+    codes, labels, sim = _data(5, n=60)
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 24, 24, 3), np.uint8)
+    rows = retrieval_grid.evaluation_grid(
+        codes,
+        codes,
+        labels,
+        labels,
+        query_pixels=lambda rows: pixels[rows],
+        db_pixels=lambda rows: pixels[rows],
+        names=lambda label: f"class/{label}",
+        class_distance=1.0 - sim,
+        exclude_self=True,
+        num_queries=6,
+        k=5,
+    )
+    assert len(rows) == 6 and len({r.query_name for r in rows}) == 5  # every class, then again
+    for row in rows:
+        assert row.results.shape == (5, 24, 24, 3) and list(row.hamming) == sorted(row.hamming)
+        label = int(row.query_name.split("/")[1])
+        expect = [(1.0 - sim)[label, int(n.split("/")[1])] for n in row.result_names]
+        np.testing.assert_allclose(row.semantic, expect)
+    grid = retrieval_grid.RetrievalGrid(rows, colour_label="hierarchy distance")
+    evaluate.evaluate(codes, labels, map_k=10, baseline=False, run_dir=tmp_path, grid=grid)
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["plots"] == "skipped: matplotlib is not installed"
-    assert not list(tmp_path.glob("*.png"))
+    assert saved["plots"] == ["pr_curve.png", "retrieval_grid.png"]
+    assert_png(tmp_path / "retrieval_grid.png", 50_000)
+
+
+def test_nearest_skips_the_query_itself_and_breaks_ties_by_index():
+    from jaxhash import retrieval_grid
+
+    codes = np.array([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, 1, 1], [-1, -1, -1, -1]], np.float32)
+    distances, indices = retrieval_grid.nearest(codes[[0, 2]], codes, 3, self_rows=[0, 2])
+    np.testing.assert_array_equal(indices, [[2, 1, 3], [0, 1, 3]])
+    np.testing.assert_array_equal(distances, [[0, 1, 4], [0, 1, 4]])
 
 
 BAD = [

@@ -78,6 +78,12 @@ def test_report(uninterrupted):
     assert saved["code_length"] == 16 and saved["wall_time_s"] > 0
     assert periodic["wall_time_s"] is None
     assert saved["config"]["model"]["bits"] == 16
+    # Every evaluation draws its pictures beside the report and lists them.
+    for path, listed in zip(paths, (periodic, saved), strict=True):
+        assert listed["plots"] == ["hp_at_k.png", "pr_curve.png", "retrieval_grid.png"]
+        for name in listed["plots"]:
+            data = (path.parent / name).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
     assert "cosine" in saved["rows"]
     assert (model_eval.report_dir(workdir, 6) / "pr_curve.png").exists()
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -454,3 +460,4 @@ def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
     assert 0.0 <= report["metrics"]["mAHP@5"] <= 1.0
     assert set(report["rows"]["random_codes"]["summary"]) == set(report["metrics"])
     assert "caption" in report["note"]
+    assert "retrieval_grid.png" in report["plots"]  # framed by caption distance

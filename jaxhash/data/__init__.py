@@ -61,6 +61,7 @@ _SUBMODULES = (
     "stream",
     "synthetic",
     "tf_setup",
+    "views",
 )
 
 

@@ -1,0 +1,148 @@
+"""jaxhash.image_index and ``jaxhash index`` / ``jaxhash query``: folders of image files
+(random pixels, several sizes and formats) indexed with a briefly trained quick demo run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxhash import cli, image_index, retrieval, train
+from jaxhash import config as config_lib
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """The quick demo trained for a few steps (no evaluation)."""
+    config = config_lib.demo_config("quick")
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.eval.at_end = False
+    workdir = tmp_path_factory.mktemp("run")
+    train.run(config, workdir, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def encoder(run_dir):
+    return image_index.Encoder(run_dir)
+
+
+def _images(folder):
+    """Six readable images of different sizes, modes and formats (two in a subfolder), one
+    broken file and one text file."""
+    rng = np.random.default_rng(0)
+    shapes = [(40, 60, 3), (100, 80, 3), (32, 32, 3), (200, 150, 4), (64, 64, 0), (50, 120, 3)]
+    for i, shape in enumerate(shapes):
+        pixels = rng.integers(0, 256, shape if shape[2] else shape[:2], np.uint8)
+        target = folder / "sub" if i >= 4 else folder
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(
+            target / f"img{i}.{'png' if i % 2 or shape[2] == 4 else 'JPG'}"
+        )
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("not an image either")
+    return folder
+
+
+def test_index_and_query_from_the_command_line(
+    run_dir, encoder, tmp_path, capsys, caplog, monkeypatch
+):
+    loaded = []  # the run folders the commands load (the module's encoder stands in)
+    monkeypatch.setattr(image_index, "Encoder", lambda w: loaded.append(str(w)) or encoder)
+    folder = _images(tmp_path / "images")
+    out = tmp_path / "out" / "photos"
+    with caplog.at_level(logging.WARNING, logger="jaxhash.image_index"):
+        cli.main(["index", "--workdir", str(run_dir), "--images", str(folder), "--out", str(out)])
+    assert "broken.jpg" in caplog.text  # skipped with a warning naming it
+    index = image_index.load_index(tmp_path / "out" / "photos.npz")
+    assert list(index.paths) == [
+        "img0.JPG",
+        "img1.png",
+        "img2.JPG",
+        "img3.png",
+        "sub/img4.JPG",
+        "sub/img5.png",
+    ]
+    assert index.bits == 16 and index.codes.shape == (6, 2) and index.codes.dtype == np.uint8
+    assert index.run == str(run_dir.absolute()) and index.step == 6
+    assert "6 images, 16-bit codes" in capsys.readouterr().out
+
+    query = folder / "sub" / "img4.JPG"
+    cli.main(["query", "--index", str(out) + ".npz", "--image", str(query), "--k", "50"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["rank", "hamming", "file"]
+    table = [line.split() for line in printed[1:-1]]
+    assert len(table) == 6  # k is lowered to the index size
+    assert [int(row[1]) for row in table] == sorted(int(row[1]) for row in table)
+    assert [str(query.absolute()), "0"] in [[row[2], row[1]] for row in table]
+    assert loaded == [str(run_dir), str(run_dir.absolute())]  # query: the index's run
+    picture = tmp_path / "out" / "photos_img4.png"
+    assert printed[-1] == f"picture: {picture}"
+    data = picture.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_index_codes_are_the_evaluation_codes(run_dir, encoder, tmp_path):
+    """An indexed file's code is the model's sign code of its evaluation view, and the FAISS
+    export holds the same codes."""
+    pytest.importorskip("faiss")
+    import faiss
+
+    folder = _images(tmp_path / "images")
+    index, path = image_index.build_index(
+        run_dir, folder, tmp_path / "index.npz", faiss=True, encoder=encoder
+    )
+    views = np.stack([encoder.view(index.file(i)) for i in range(len(index))])
+    np.testing.assert_array_equal(encoder.encode_views([views]), index.codes)
+    exported = faiss.read_index_binary(str(path.with_suffix(".faiss")))
+    distances, _ = exported.search(index.codes[:1], 1)
+    assert exported.ntotal == 6 and distances[0, 0] == 0
+    result = image_index.query_index(index, index.file(3), k=6, encoder=encoder)
+    assert result.picture is None  # no index file, no --out: no picture
+    same = [f for f, d in zip(result.files, result.distances, strict=True) if d == 0]
+    assert index.file(3) in same
+
+
+def test_bad_inputs_are_one_clear_error(run_dir, encoder, tmp_path, monkeypatch):
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "empty" / "deeper" / "readme.txt").write_text("no pictures")
+    with pytest.raises(ValueError, match=r"no images under .*empty"):
+        image_index.build_index(run_dir, tmp_path / "empty", tmp_path / "i.npz")
+    with pytest.raises(FileNotFoundError, match=r"image folder .* does not exist"):
+        image_index.build_index(run_dir, tmp_path / "nowhere", tmp_path / "i.npz")
+    folder = _images(tmp_path / "images")
+    with pytest.raises(FileNotFoundError, match="has no checkpoint: train into it first"):
+        image_index.build_index(tmp_path / "empty", folder, tmp_path / "i.npz")
+
+    def no_faiss():
+        raise ImportError("the FAISS bridge needs faiss: pip install 'jaxhash[faiss]'")
+
+    monkeypatch.setattr(retrieval, "_faiss", no_faiss)
+    with pytest.raises(ValueError, match=r"pip install 'jaxhash\[faiss\]'"):
+        image_index.build_index(run_dir, folder, tmp_path / "i.npz", faiss=True)
+    assert not (tmp_path / "i.npz").exists()  # failed before encoding anything
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"\x89PNG but not really")
+    with pytest.raises(ValueError, match="none of the 1 image files could be read"):
+        image_index.build_index(run_dir, broken, tmp_path / "i.npz", encoder=encoder)
+
+    index, path = image_index.build_index(run_dir, folder, tmp_path / "index", encoder=encoder)
+    assert path == tmp_path / "index.npz"
+    with pytest.raises(ValueError, match=r"cannot read image .*a.png"):
+        image_index.query_index(path, broken / "a.png", encoder=encoder)
+    with pytest.raises(FileNotFoundError, match=r"query image .* does not exist"):
+        image_index.query_index(path, tmp_path / "missing.png", encoder=encoder)
+    longer = dataclasses.replace(index, bits=32, codes=np.tile(index.codes, 2))
+    other = image_index.save_index(longer, tmp_path / "index32.npz")
+    with pytest.raises(ValueError, match=r"32-bit codes but run .* makes 16-bit codes"):
+        image_index.query_index(other, index.file(0), encoder=encoder)
+    with pytest.raises(FileNotFoundError, match=r"index .* does not exist: build it"):
+        image_index.load_index(tmp_path / "nothing.npz")
+    np.savez(tmp_path / "arrays.npz", codes=index.codes)
+    with pytest.raises(ValueError, match="is not a jaxhash index"):
+        image_index.load_index(tmp_path / "arrays.npz")
