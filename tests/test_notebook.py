@@ -1,0 +1,39 @@
+"""examples/quickstart.ipynb runs top to bottom (nbclient), so the notebook never rots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra")
+nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
+        "commit the notebook without outputs"
+    )
+    # The kernel imports the checkout under test, whatever is installed.
+    root = str(NOTEBOOK.parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "mAHP@250" in text  # the results table
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, "the evaluation's pictures are shown"
+    assert (tmp_path / "runs" / "notebook" / "checkpoints").is_dir()
+    assert text.count(" -> ") >= 5  # five queries searched by Hamming distance
