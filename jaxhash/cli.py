@@ -177,17 +177,26 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _packed_codes(path: str):
     """A .npy of packed codes; a ValueError naming the file when it is not one."""
+    import zipfile
+
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False)
+        codes = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(
             f"{path} is not a .npy of packed codes ({console.one_line(err)}); write it with "
             "jaxhash encode --out codes.npy."
         ) from err
+    if not isinstance(codes, np.ndarray):  # an .npz archive
+        codes.close()
+        raise ValueError(
+            f"{path} is not a .npy of packed codes (an .npz archive); write it with "
+            "jaxhash encode --out codes.npy."
+        )
+    return codes
 
 
 def _search(args: argparse.Namespace) -> None:

@@ -101,6 +101,23 @@ def test_a_file_that_is_not_codes_is_named(tmp_path, capsys):
     assert line.endswith("write it with jaxhash encode --out codes.npy.")
 
 
+@pytest.mark.parametrize("kind", ["truncated", "whole"])
+def test_an_npz_given_as_codes_is_named(tmp_path, capsys, kind):
+    """A (truncated) .npz archive is not a .npy of codes: one line naming the file."""
+    import numpy as np
+
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, codes=np.zeros((4, 4), np.uint8))
+    path = tmp_path / f"{kind}.npz"
+    raw = whole.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if kind == "truncated" else raw)
+    argv = ["search", "--queries", str(path), "--database", str(path), "--out", "o.npz"]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"jaxhash: error: {path} is not a .npy of packed codes")
+    assert line.endswith("write it with jaxhash encode --out codes.npy.")
+
+
 def test_a_command_line_that_does_not_parse_is_one_line(capsys):
     assert cli.main(["train", "--workdir", "x"]) == 2
     line = one_error_line(capsys)
