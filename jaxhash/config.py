@@ -205,6 +205,7 @@ def demo_config(arg: str = ""):
         c.eval.mahp_k = 50
         c.data.synthetic_train_per_class = 8
         c.data.synthetic_test_per_class = 4
+        c.data.augment = "auto"  # the tests' runs go through the augmentation path too
     elif arg:
         raise ValueError(f"demo config argument must be '' or 'quick'; got {arg!r}.")
     return c
