@@ -32,6 +32,7 @@ from jax.sharding import Mesh
 
 from jaxhash import models
 from jaxhash.config import validate_config
+from jaxhash.console import muted
 from jaxhash.parallel import make_mesh
 from jaxhash.state import (
     STATE_TREES,
@@ -181,30 +182,14 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
     )
 
 
-class _MessageFilter(logging.Filter):
-    """Drops records below ERROR whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefix)
-
-
 def _differing_arrays(path: Path, abstract: dict) -> str:
     """The arrays whose presence, shape or dtype differ between the saved state at ``path``
     (its metadata) and ``abstract`` (up to 3, as ``name: saved -> now``); "" when none."""
     import orbax.checkpoint as ocp
 
     # The step-level metadata file sits one folder up; orbax warns that the item has none.
-    absl_log, muted = logging.getLogger("absl"), _MessageFilter("Metadata file does not exist")
-    absl_log.addFilter(muted)
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            saved = checkpointer.metadata(path).item_metadata
-    finally:
-        absl_log.removeFilter(muted)
+    with muted("Metadata file does not exist"), ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.metadata(path).item_metadata
     saved, wanted = _array_types(saved), _array_types(abstract)
     names = sorted(n for n in saved.keys() | wanted.keys() if saved.get(n) != wanted.get(n))
     shown = [f"{n}: {saved.get(n, 'absent')} -> {wanted.get(n, 'absent')}" for n in names[:3]]

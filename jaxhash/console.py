@@ -11,11 +11,12 @@ logger and filters what reaches it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 # Loggers whose INFO lines are the console's story; every other logger shows WARNING and up,
 # and absl (orbax's INFO/WARNING stream, TFDS's "Using custom data configuration") ERROR.
@@ -32,6 +33,32 @@ class _QuietFilter(logging.Filter):
         if name == _OWN or name.startswith(_OWN + "."):
             return record.levelno >= logging.INFO
         return record.levelno >= _MIN_LEVELS.get(name.split(".")[0], logging.WARNING)
+
+
+class _PrefixFilter(logging.Filter):
+    """Drops records below ERROR whose message starts with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefixes)
+
+
+@contextlib.contextmanager
+def muted(*prefixes: str, logger: str = "absl") -> Iterator[None]:
+    """Within the block, ``logger`` drops its records below ERROR that start with ``prefixes``.
+
+    For another library's notes that are expected by design where we call it (TFDS's "Using
+    custom data configuration", orbax's missing step metadata); errors always pass.
+    """
+    target, prefix_filter = logging.getLogger(logger), _PrefixFilter(prefixes)
+    target.addFilter(prefix_filter)
+    try:
+        yield
+    finally:
+        target.removeFilter(prefix_filter)
 
 
 class _ConsoleFormatter(logging.Formatter):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhash.console import muted
 from jaxhash.data import builders, provenance, synthetic
 from jaxhash.data.config import DataConfig, data_config
 from jaxhash.data.tf_setup import tf, tfds
@@ -714,17 +715,7 @@ def _ready_line(name: str, builder, split_sizes: dict[str, int]) -> str:
 _TFDS_NOTES = ("Using custom data configuration", "Variant folder")
 
 
-class _WithoutTfdsNotes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not record.getMessage().startswith(_TFDS_NOTES)
-
-
 def open_source(config) -> Source:
     """The prepared data set of ``config`` (see the module docstring); cached per config."""
-    absl_log = logging.getLogger("absl")
-    muted = _WithoutTfdsNotes()
-    absl_log.addFilter(muted)
-    try:
+    with muted(*_TFDS_NOTES):
         return _open(data_config(config))
-    finally:
-        absl_log.removeFilter(muted)
