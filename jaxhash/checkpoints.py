@@ -14,11 +14,16 @@ Only good checkpoints: :func:`save` refuses a state with a NaN or infinite leaf,
 model's arrays (shapes, dtypes) and is finite, warning about each newer one it skips. Saves
 are synchronous: a failed write (permissions, full disk) raises
 :class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only
-at the next save and leave a thread waiting minutes at interpreter exit.
+at the next save and leave a thread waiting minutes at interpreter exit. Each save also
+writes ``checksums.json`` beside the items (BLAKE2b of every file): a file changed on disk
+afterwards (a flipped bit that still decodes to finite numbers) is caught before restoring,
+and the checkpoint is skipped like an unreadable one. Checkpoints without it (written by an
+earlier jaxhash, or by orbax directly) are restored unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +51,10 @@ from jaxhash.state import (
 
 log = logging.getLogger(__name__)
 _finite_trees = jax.jit(finite_trees)
+
+
+CHECKSUMS = "checksums.json"
+_ITEMS = ("state", "config")
 
 
 class NonFiniteStateError(ValueError):
@@ -112,6 +121,8 @@ def save(manager, step: int, state: TrainState, config, *, force: bool = False) 
             ),
             force=force,
         )
+        if jax.process_index() == 0 and int(step) in manager.all_steps():
+            _write_checksums(Path(manager.directory) / str(int(step)))
     except Exception as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise CheckpointWriteError(
@@ -130,8 +141,6 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
     checkpoint's arrays differ from ``state``'s (another model), else
     :class:`NoGoodCheckpointError` when none is good.
     """
-    import orbax.checkpoint as ocp
-
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         return None
@@ -142,27 +151,9 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
     skipped, differences = [], []
     for step in steps:
         _check_layout(manager, step)
-        try:
-            different = _differing_arrays(directory / str(step) / "state", abstract)
-        except Exception as error:
-            reason = f"its metadata cannot be read ({_first_line(error)})"
-        else:
-            if different:
-                differences.append(different)
-                reason = f"its arrays differ from the model's ({different})"
-            else:
-                try:
-                    restored = manager.restore(
-                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-                    )
-                except Exception as error:
-                    reason = f"it cannot be read ({_first_line(error)})"
-                else:
-                    restored = TrainState(**restored.state)
-                    bad = nonfinite_trees(restored)
-                    if not bad:
-                        return restored
-                    reason = f"its {', '.join(bad)} hold NaN or infinite values"
+        reason = _restore_if_good(manager, step, abstract, differences)
+        if isinstance(reason, TrainState):
+            return reason
         log.warning(
             "skipping checkpoint step %d in %s: %s; trying the next older one",
             step,
@@ -180,6 +171,73 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
         f"no usable checkpoint in {directory} ({'; '.join(skipped)}): delete the damaged "
         "ones to start over, or train into a new --workdir."
     )
+
+
+def _restore_if_good(manager, step: int, abstract: dict, differences: list[str]):
+    """Checkpoint ``step`` restored onto ``abstract``, or why it is not usable (a str); a
+    difference of array shapes or dtypes is also appended to ``differences``."""
+    import orbax.checkpoint as ocp
+
+    step_dir = Path(manager.directory) / str(step)
+    changed = _changed_file(step_dir)
+    if changed:
+        return changed
+    try:
+        different = _differing_arrays(step_dir / "state", abstract)
+    except Exception as error:
+        return f"its metadata cannot be read ({_first_line(error)})"
+    if different:
+        differences.append(different)
+        return f"its arrays differ from the model's ({different})"
+    try:
+        restored = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )
+    except Exception as error:
+        return f"it cannot be read ({_first_line(error)})"
+    restored = TrainState(**restored.state)
+    bad = nonfinite_trees(restored)
+    return f"its {', '.join(bad)} hold NaN or infinite values" if bad else restored
+
+
+def _file_digests(step_dir: Path) -> dict[str, str]:
+    """BLAKE2b of every file of the checkpoint's items, by path relative to ``step_dir``."""
+    digests = {}
+    for item in _ITEMS:
+        for path in sorted((step_dir / item).rglob("*")):
+            if path.is_file():
+                digest = hashlib.blake2b(digest_size=16)
+                with open(path, "rb") as file:
+                    for chunk in iter(lambda: file.read(1 << 20), b""):
+                        digest.update(chunk)
+                digests[path.relative_to(step_dir).as_posix()] = digest.hexdigest()
+    return digests
+
+
+def _write_checksums(step_dir: Path) -> None:
+    """Record the digests of a checkpoint just written (``CHECKSUMS``, written atomically)."""
+    text = json.dumps({"algorithm": "blake2b-128", "files": _file_digests(step_dir)}, indent=1)
+    partial = step_dir / (CHECKSUMS + ".partial")
+    partial.write_text(text + "\n")
+    os.replace(partial, step_dir / CHECKSUMS)
+
+
+def _changed_file(step_dir: Path) -> str:
+    """Why the checkpoint at ``step_dir`` differs from its recorded checksums; "" when it
+    matches them or has none."""
+    try:
+        recorded = json.loads((step_dir / CHECKSUMS).read_text())["files"]
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its {CHECKSUMS} cannot be read ({_first_line(error)})"
+    found = _file_digests(step_dir)
+    for name, digest in recorded.items():
+        if name not in found:
+            return f"its file {name} is missing"
+        if found[name] != digest:
+            return f"its file {name} changed on disk after it was written (checksum mismatch)"
+    return ""
 
 
 def _differing_arrays(path: Path, abstract: dict) -> str:

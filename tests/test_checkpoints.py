@@ -3,6 +3,7 @@ once, and restoring skips damaged or non-finite checkpoints for the next older o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -75,7 +76,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, c
         setup = checkpoints.restore_run(_quick(data_dir), workdir)
     assert setup.restored_step == 2
     skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
-    assert len(skipped) == 1 and "step 3" in skipped[0] and "cannot be read" in skipped[0]
+    assert len(skipped) == 1 and "step 3" in skipped[0] and "changed on disk" in skipped[0]
     resumed, _ = train.run(_quick(data_dir), workdir, progress=False)
     assert int(resumed.step) == 3
     for got, want in zip(
@@ -84,6 +85,29 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, c
         strict=True,
     ):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(run_copy, caplog):
+    """Each save records BLAKE2b digests of its files; one flipped byte in checkpoint 3 (which
+    could decode to other, finite numbers) is named and step 2 restored. Without the record
+    (written by an older jaxhash), the checkpoint is restored unchecked."""
+    data_dir, workdir, _ = run_copy
+    step_dir = workdir / "checkpoints" / "3"
+    recorded = json.loads((step_dir / checkpoints.CHECKSUMS).read_text())["files"]
+    assert any(name.startswith("state/") for name in recorded)
+    assert any(name.startswith("config/") for name in recorded)
+    victim = max((step_dir / "state").rglob("ocdbt.process_*/d/*"), key=lambda p: p.stat().st_size)
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
+        assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 2
+    name = victim.relative_to(step_dir).as_posix()
+    assert "step 3" in caplog.text and f"its file {name} changed on disk" in caplog.text
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    (step_dir / checkpoints.CHECKSUMS).unlink()
+    assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 3
 
 
 def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, caplog):
