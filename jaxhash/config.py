@@ -182,8 +182,9 @@ def demo_config(arg: str = ""):
     """
     c = default_config()
     # 1,200 steps of 64 without augmentation: on this data crops and flips cost more than they
-    # give at a few-minute budget (measured: mAHP@250 0.617 vs 0.511 with crop_flip at 1,000
-    # steps; 400 steps of 128, the earlier setting, gave 0.417; benchmarks/RESULTS.md, "Demo").
+    # give at a few-minute budget (measured with the KL weight at 1: mAHP@250 0.617 vs 0.511
+    # with crop_flip at 1,000 steps; 400 steps of 128, the earlier setting, gave 0.417;
+    # benchmarks/RESULTS.md, "Demo").
     c.batch_size = 64
     c.model.width = 16
     c.model.bits = 32

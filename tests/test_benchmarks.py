@@ -10,6 +10,7 @@ import pytest
 from benchmarks import __main__ as suite
 from benchmarks import common, scaling
 from benchmarks import reproduce_cifar100 as study
+from jaxhash import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,10 +84,11 @@ def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
     assert json.loads(out.read_text()) == [row]
     table = study.table([row]).splitlines()
     assert len(table) == 2 + 2
-    assert table[2].startswith("| 0.11 | zero-shot | 16 | paper | marginal x 1 | 1 |")
+    form, weight = methods.PAPER_KL
+    assert table[2].startswith(f"| 0.11 | zero-shot | 16 | paper | {form} x {weight:g} | 1 |")
     assert table[3].startswith("| 0.11 | zero-shot | 16 | random codes |")
     # The row records the KL form, the weights and the last training log line.
-    assert row["kl_form"] == "marginal" and row["weights"]["kl"] == 1.0
+    assert row["kl_form"] == form and row["weights"]["kl"] == weight
     for name in ("loss", "kl", "kl_w2", "z_norm", "z_sign_cos", "within_class_hamming"):
         assert name in row["train_log"], name
 
