@@ -375,6 +375,7 @@ def test_per_device_kl_alone():
     for knn, want_key in (("per_device", jax.random.fold_in(key, 0)), ("global", key)):
         config = config_lib.default_config()
         config.loss.w_ce, config.loss.w_sim, config.loss.knn = 0.0, 0.0, knn
+        config.loss.w_kl = 1.0
         config.loss.kl_form = "wkv"  # a form that samples targets: the key matters
         loss_fn = train.make_loss_fn(config_lib.validate_config(config), mesh, None)
         value = float(loss_fn(codes, None, batch, key)[0])
