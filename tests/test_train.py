@@ -377,7 +377,7 @@ def test_per_device_kl_alone():
         config.loss.w_ce, config.loss.w_sim, config.loss.knn = 0.0, 0.0, knn
         config.loss.w_kl = 1.0
         config.loss.kl_form = "wkv"  # a form that samples targets: the key matters
-        loss_fn = train.make_loss_fn(config_lib.validate_config(config), mesh, None)
+        loss_fn = jax.jit(train.make_loss_fn(config_lib.validate_config(config), mesh, None))
         value = float(loss_fn(codes, None, batch, key)[0])
         want = float(binary_kl_loss(codes, want_key, form="wkv"))
         np.testing.assert_allclose(value, want, rtol=1e-5)
