@@ -15,7 +15,7 @@ model's arrays (shapes, dtypes) and is finite, warning about each newer one it s
 are synchronous: a failed write (permissions, full disk) raises
 :class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only
 at the next save and leave a thread waiting minutes at interpreter exit. Each save also
-writes ``checksums.json`` beside the items (BLAKE2b of every file): a file changed on disk
+writes ``checksums.json`` beside the items (sha256 of every file): a file changed on disk
 afterwards (a flipped bit that still decodes to finite numbers) is caught before restoring,
 and the checkpoint is skipped like an unreadable one. Checkpoints without it (written by an
 earlier jaxhash, or by orbax directly) are restored unchecked.
@@ -23,7 +23,6 @@ earlier jaxhash, or by orbax directly) are restored unchecked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from jax.sharding import Mesh
 from jaxhash import models
 from jaxhash.config import validate_config
 from jaxhash.console import muted
+from jaxhash.file_digest import file_digest
 from jaxhash.parallel import make_mesh
 from jaxhash.state import (
     STATE_TREES,
@@ -201,22 +201,18 @@ def _restore_if_good(manager, step: int, abstract: dict, differences: list[str])
 
 
 def _file_digests(step_dir: Path) -> dict[str, str]:
-    """BLAKE2b of every file of the checkpoint's items, by path relative to ``step_dir``."""
-    digests = {}
-    for item in _ITEMS:
-        for path in sorted((step_dir / item).rglob("*")):
-            if path.is_file():
-                digest = hashlib.blake2b(digest_size=16)
-                with open(path, "rb") as file:
-                    for chunk in iter(lambda: file.read(1 << 20), b""):
-                        digest.update(chunk)
-                digests[path.relative_to(step_dir).as_posix()] = digest.hexdigest()
-    return digests
+    """sha256 of every file of the checkpoint's items, by path relative to ``step_dir``."""
+    return {
+        path.relative_to(step_dir).as_posix(): file_digest(path, 64)
+        for item in _ITEMS
+        for path in sorted((step_dir / item).rglob("*"))
+        if path.is_file()
+    }
 
 
 def _write_checksums(step_dir: Path) -> None:
     """Record the digests of a checkpoint just written (``CHECKSUMS``, written atomically)."""
-    text = json.dumps({"algorithm": "blake2b-128", "files": _file_digests(step_dir)}, indent=1)
+    text = json.dumps({"algorithm": "sha256", "files": _file_digests(step_dir)}, indent=1)
     partial = step_dir / (CHECKSUMS + ".partial")
     partial.write_text(text + "\n")
     os.replace(partial, step_dir / CHECKSUMS)

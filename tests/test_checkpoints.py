@@ -88,7 +88,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, c
 
 
 def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(run_copy, caplog):
-    """Each save records BLAKE2b digests of its files; one flipped byte in checkpoint 3 (which
+    """Each save records sha256 digests of its files; one flipped byte in checkpoint 3 (which
     could decode to other, finite numbers) is named and step 2 restored. Without the record
     (written by an older jaxhash), the checkpoint is restored unchecked."""
     data_dir, workdir, _ = run_copy

@@ -35,20 +35,12 @@ import numpy as np
 
 from jaxhash.data import synthetic
 from jaxhash.data.tf_setup import tfds
+from jaxhash.file_digest import file_digest
 from jaxhash.semantics.known import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-
-
-def file_digest(path: str | os.PathLike, length: int = 12) -> str:
-    """Hex sha256 prefix of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
 
 
 # ----------------------------------------------------------------------------- synthetic
