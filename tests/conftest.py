@@ -1,16 +1,35 @@
-"""Test set-up: four fake CPU devices for the multi-device tests.
+"""Test set-up: four fake CPU devices for the multi-device tests, one compilation cache.
 
 XLA reads the device count when the backend starts, so the flag must be set before jax is
 imported anywhere; pytest imports this file first.
+
+The many short training runs compile the same programs again and again (each ``train.run``
+jits its own step), so the session shares JAX's persistent compilation cache: a fresh folder
+per session, used by this process and, through the environment, by the processes that the
+CLI, benchmark, notebook and multi-host tests start. A cache hit skips XLA's compilation, not
+tracing; it about halves the suite's time. A size limit turns on the cache's file lock, so
+processes that compile the same program at once do not read each other's half-written files.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="jaxhash-tests-xla-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ |= {
+        "JAX_COMPILATION_CACHE_DIR": _cache,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(8 << 30),
+    }
 
 import jax
 import pytest
