@@ -12,8 +12,9 @@ global arrays sharded over all devices, prefetched), at global batch 256 and 512
   ``random_flip_left_right``, normalise, ``batch``, ``prefetch``), its NumPy batches put on the
   devices with the same sharding; no determinism machinery.
 * ``train_step.small_cnn``: forward + backward + Adam update of a small CNN (6 conv layers,
-  32-64-128 channels, softmax cross-entropy; jaxhash.models does not exist yet) on a batch of
-  the same shape, jitted, compile excluded.
+  32-64-128 channels, softmax cross-entropy; a fixed stand-in defined here, not
+  jaxhash.models, so the row stays comparable as the models change) on a batch of the same
+  shape, jitted, compile excluded.
 
 Each row's ``images_per_s`` is global batch / median time per batch (iterator rows: time to
 receive the next device batch, at steady state); ``speedup`` is the reference time / this
