@@ -20,6 +20,11 @@ Every method gets the same budget: the small CNN at width 16, batch 256, SGD (Ne
 100 warm-up steps, cosine), ``EPOCHS`` epochs (15: 2,930 steps), pad-crop-flip, the test set as
 queries and database. Runtimes and every measured row: README ("Reproduction on CIFAR-100")
 and benchmarks/results/reproduce_cifar100.json.
+
+Measured (one CPU device, seed 0, 64 bits, 15 epochs; Hamming mAHP@250 / mAP@250 / cosine
+minus Hamming mAP@250): ``paper`` (= ``paper-marginal-0.3``) 0.574 / 0.202 / 0.051,
+``ce_sim`` 0.560 / 0.182 / 0.061, ``ce`` 0.545 / 0.187 / 0.058; seeds 1 and 2 are in the
+study's json as they land.
 """
 
 from jaxhash import methods
