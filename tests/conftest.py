@@ -27,11 +27,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="jaxhash-tests-xla-cache-")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-    os.environ |= {
-        "JAX_COMPILATION_CACHE_DIR": _cache,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1",
-        "JAX_COMPILATION_CACHE_MAX_SIZE": str(8 << 30),
-    }
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+# Also for a cache folder of one's own: the threshold, and the lock between processes.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
 
 import jax
 import pytest
