@@ -153,6 +153,11 @@ def data_defaults() -> ml_collections.ConfigDict:
     # memory_limit_mb); otherwise stream it from TFDS.
     d.in_memory = None
     d.memory_limit_mb = 4096
+    # How the data is read: "tfds" (prepared once as a TFDS data set, then read from it) or
+    # "numpy" (cifar100 only: the .npz in manual_dir read straight into memory, no TensorFlow
+    # needed, e.g. on an accelerator image without it; rows in the file's order, so the
+    # examples come in another order than with "tfds" and runs are not bit-identical to its).
+    d.reader = "tfds"
     d.prefetch = 2  # global batches prepared ahead on the devices
     # The synthetic_hierarchy data set (its images are a function of these).
     d.synthetic_seed = 0
@@ -285,6 +290,7 @@ CHOICES = {
     "data.name": DATASETS,
     "data.image_dtype": ("float32", "bfloat16"),
     "data.hierarchy": ("wordnet", "two_level"),
+    "data.reader": ("tfds", "numpy"),
     "data.captions_columns": ("auto", "caption,file", "file,caption"),
     "data.caption_target": ("mean", "sample"),
 }
@@ -414,6 +420,7 @@ _DATA_RULES = {
     "wordnet_dir": _path,
     "in_memory": lambda k, v: _flag(k, v, optional=True),
     "memory_limit_mb": lambda k, v: _int(k, v, minimum=1),
+    "reader": _choice,
     "prefetch": lambda k, v: _int(k, v, minimum=0),
     "synthetic_seed": lambda k, v: _int(k, v, minimum=0),
     "synthetic_train_per_class": lambda k, v: _int(k, v, minimum=1),

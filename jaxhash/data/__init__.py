@@ -9,9 +9,10 @@ dict or a :class:`DataConfig`; see :mod:`jaxhash.data.config` for the fields)::
 
 Data sets (``config.data.name``): ``synthetic_hierarchy`` (the embedded default, generated,
 no download), ``cifar100`` (TFDS download on request, the official archive or an ``.npz`` in
-``manual_dir``), ``imagenet2012`` (TFDS, manual download; ``classes="imagenet100"`` for the
-ImageNet-100 hashing subset), ``image_folder`` (``root/split/wnid/*.JPEG``, e.g. Tiny
-ImageNet) and ``captions`` (a caption TSV and an image folder). Zero-shot: set
+``manual_dir``; ``reader="numpy"`` reads the ``.npz`` without TensorFlow), ``imagenet2012``
+(TFDS, manual download; ``classes="imagenet100"`` for the ImageNet-100 hashing subset),
+``image_folder`` (``root/split/wnid/*.JPEG``, e.g. Tiny ImageNet) and ``captions`` (a caption
+TSV and an image folder). Zero-shot: set
 ``holdout_classes``; training never sees them, ``eval_batches(..., subset="holdout")`` gives them.
 """
 
@@ -37,9 +38,10 @@ if TYPE_CHECKING:
     from jaxhash.data.sharding import host_range, to_global
     from jaxhash.data.sources import DatasetNotFoundError, MemorySplit, Source, open_source
 
-# The pipeline and the sources import TensorFlow: they load on first use, so that the config
-# (and ``jaxhash.config``, the trainer's step and the benchmarks built on them) works where
-# TensorFlow is not installed, e.g. an accelerator image that trains from arrays.
+# The pipeline and the sources load on first use, and TensorFlow loads only when a TFDS path or
+# a resampling crop needs it (jaxhash.data.tf_setup): the config, the trainer's step and the
+# pipeline over CIFAR-100 from an .npz (reader "numpy") work where TensorFlow is not installed,
+# e.g. an accelerator image.
 _LAZY = {
     **dict.fromkeys(
         ("eval_batches", "host_eval_batches", "host_train_batches", "prefetch", "train_iterator"),

@@ -27,13 +27,13 @@ import os
 import pickle
 import re
 import tarfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from jaxhash.data import synthetic
+from jaxhash.data.cifar100_npz import read_cifar100_npz
 from jaxhash.data.tf_setup import tfds
 from jaxhash.file_digest import file_digest
 from jaxhash.semantics.known import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
@@ -110,7 +110,6 @@ class SyntheticHierarchy(tfds.core.GeneratorBasedBuilder):
 
 # ----------------------------------------------------------------------------- CIFAR-100
 
-_NPZ_KEYS = ("x_train", "y_train_fine", "y_train_coarse", "x_test", "y_test_fine", "y_test_coarse")
 CIFAR100_SIZES = {"train": 50_000, "test": 10_000}  # the official split
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 # sha256 of the official cifar-100-python.tar.gz (169,001,437 bytes; md5
@@ -137,55 +136,6 @@ def check_cifar100_archive(
             "you made)."
         )
     return actual
-
-
-def check_npz_file(path: str | os.PathLike) -> None:
-    """A FileNotFoundError or ValueError naming ``path`` unless it is a readable zip archive
-    (what ``numpy.savez`` writes): cheap, without reading the arrays."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"CIFAR-100 .npz {path} does not exist; check the path.")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path} is not an .npz archive (not a zip file: truncated, or another format); "
-            "write it again with numpy.savez(path, x_train=..., y_train_fine=..., ...)."
-        )
-
-
-def read_cifar100_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of a CIFAR-100 ``.npz`` (``x_train`` uint8 [N, 32, 32, 3], ...), checked."""
-    check_npz_file(path)
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(
-            f"{path} cannot be read as an .npz ({err}); write it again with "
-            "numpy.savez(path, x_train=..., y_train_fine=..., ...)."
-        ) from err
-    with z:
-        missing = [k for k in _NPZ_KEYS if k not in z.files]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the arrays {missing}; a CIFAR-100 .npz needs {list(_NPZ_KEYS)} "
-                "(x_*: uint8 images [N, 32, 32, 3]; y_*: integer labels [N])."
-            )
-        try:  # materialise once: npz decompresses per access
-            arrays = {k: z[k] for k in _NPZ_KEYS}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(
-                f"{path}: its arrays cannot be read ({err}); the file is damaged or holds "
-                "object arrays: write it again with numpy.savez and plain numeric arrays."
-            ) from err
-    for split in ("train", "test"):
-        x = arrays[f"x_{split}"]
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-            raise ValueError(
-                f"{path}: x_{split} must be uint8 [N, 32, 32, 3]; got {x.dtype} {x.shape}."
-            )
-        for kind, count in (("fine", 100), ("coarse", 20)):
-            y = arrays[f"y_{split}_{kind}"]
-            if y.shape != (x.shape[0],) or y.min() < 0 or y.max() >= count:
-                raise ValueError(f"{path}: y_{split}_{kind} must be [N] labels in [0, {count}).")
-    return arrays
 
 
 def read_cifar100_python(

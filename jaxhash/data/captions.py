@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxhash.data import builders
-
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +68,8 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 @functools.lru_cache(maxsize=4)
 def caption_table(tsv: str, images_dir: str, columns: str, cache_dir: str) -> CaptionTable:
     """Embed (or read from ``cache_dir``) all captions of ``tsv`` for the images present."""
+    from jaxhash.data import builders  # TFDS's: loads on first use
+
     _, captions, _ = builders.read_captions(tsv, images_dir, columns)
     flat = [c for caps in captions for c in caps]
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in captions])]).astype(np.int64)

@@ -11,6 +11,11 @@ A :class:`Source` then knows the label space (class subset, zero-shot hold-out),
 hierarchy, the image style and normalisation, and reads a split either into host memory
 (:meth:`Source.load`: arrays, encoded images or file paths, read once per process) or as a
 TFDS stream (:meth:`Source.stream`, for data sets larger than ``memory_limit_mb``).
+
+``config.data.reader="numpy"`` opens CIFAR-100 from the ``.npz`` in ``manual_dir`` without
+TFDS or TensorFlow (:mod:`jaxhash.data.cifar100_npz`): the same label space, hierarchy and
+features, rows in the file's order (``file_name`` ``train_00042`` is row 42 of ``x_train``, as
+with TFDS; TFDS's prepared data set holds the same rows in another order).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxhash.console import muted
-from jaxhash.data import builders, provenance, synthetic
+from jaxhash.data import cifar100_npz, provenance, synthetic
 from jaxhash.data.config import DataConfig, data_config
 from jaxhash.data.tf_setup import tf, tfds
 from jaxhash.semantics import known
@@ -41,8 +46,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 # Measured on the default synthetic_hierarchy train split (seed 0, 256 per class).
 SYNTHETIC_MEAN, SYNTHETIC_STD = (0.467, 0.471, 0.443), (0.213, 0.204, 0.214)
-_NO_STATS = tfds.download.ComputeStatsMode.SKIP
-_CHECKSUM_ERROR = tfds.core.download.download_manager.NonMatchingChecksumError
 _IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
@@ -109,6 +112,8 @@ class Source:
     std: tuple[float, float, float]
     hierarchy_fn: Callable[[], ClassHierarchy | None] | None = None
     has_captions: bool = False
+    # reader "numpy": split -> MemorySplit, read without TFDS (builder is then None)
+    read_split: Callable[[str], MemorySplit] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -183,7 +188,8 @@ _LOADED: dict[tuple, MemorySplit] = {}
 
 
 def _load_split(source: Source, split: str) -> MemorySplit:
-    key = (source.tfds_name, str(getattr(source.builder, "data_dir", "")), split)
+    folder = source.config.manual_dir if source.read_split else source.builder.data_dir
+    key = (source.tfds_name, str(folder), split)
     with _LOAD_LOCK:
         if key not in _LOADED:
             if len(_LOADED) >= 8:
@@ -211,6 +217,8 @@ def folder_examples(root: str, split: str) -> tuple[list[str], list[str]]:
 
 
 def _read_split(source: Source, split: str) -> MemorySplit:
+    if source.read_split is not None:
+        return source.read_split(split)
     keys = source.keys
     kind = source.image_kind
     decoders = None if kind == "array" else {keys["image"]: tfds.decode.SkipDecoding()}
@@ -287,7 +295,7 @@ def _prepare(builder, *, manual_dir: str | None = None) -> None:
         with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(banners):
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
-                    manual_dir=manual_dir, compute_stats=_NO_STATS
+                    manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
                 )
             )
     finally:
@@ -341,6 +349,8 @@ def _open_cifar100(config: DataConfig, data_dir: str):
     ``download=True``), else a ``cifar100_local`` folder whose provenance record says it holds
     the full official split; a subset, or a folder without a record, is never taken silently.
     """
+    from jaxhash.data import builders  # registers jaxhash's TFDS builders
+
     full = {"full_sizes": builders.CIFAR100_SIZES, "official_sizes": builders.CIFAR100_SIZES}
     if config.manual_dir:
         path = _cifar100_file(config.manual_dir, data_dir)
@@ -349,7 +359,7 @@ def _open_cifar100(config: DataConfig, data_dir: str):
             if not builder.is_prepared():
                 try:
                     _prepare(builder, manual_dir=str(path.parent))
-                except _CHECKSUM_ERROR as err:
+                except tfds.core.download.download_manager.NonMatchingChecksumError as err:
                     raise ValueError(
                         f"{path} is not the official cifar-100-binary.tar.gz (its sha256 differs, "
                         "and TFDS's cifar100 builder accepts only the official file). For other "
@@ -367,7 +377,7 @@ def _open_cifar100(config: DataConfig, data_dir: str):
                 path, allow_unverified=config.allow_unverified_archive, sha256=local.sha256
             )
         else:
-            builders.check_npz_file(path)
+            cifar100_npz.check_npz_file(path)
         builder = builders.Cifar100Local(config=local, data_dir=data_dir)
         if not builder.is_prepared():
             _prepare(builder)
@@ -395,6 +405,8 @@ def _open_cifar100(config: DataConfig, data_dir: str):
 def _full_cifar100_local(data_dir: str):
     """The ``cifar100_local`` folder prepared earlier that holds the full official split (the
     official archive first); a DatasetNotFoundError naming what is there otherwise."""
+    from jaxhash.data import builders  # registers jaxhash's TFDS builders
+
     found = []  # (provenance or None, config name)
     for info_file in sorted(Path(data_dir, "cifar100_local").glob("*/1.0.0/dataset_info.json")):
         found.append((provenance.read(info_file.parent), info_file.parent.parent.name))
@@ -465,6 +477,8 @@ def _open_folder(config: DataConfig):
 
 
 def _open_captions(config: DataConfig, data_dir: str):
+    from jaxhash.data import builders  # registers jaxhash's TFDS builders
+
     tsv = Path(config.captions_tsv).expanduser() if config.captions_tsv else None
     images = Path(config.images_dir).expanduser() if config.images_dir else None
     if tsv is None or images is None or not tsv.is_file() or not images.is_dir():
@@ -489,6 +503,8 @@ def _open_captions(config: DataConfig, data_dir: str):
 
 
 def _open_synthetic(config: DataConfig, data_dir: str):
+    from jaxhash.data import builders  # registers jaxhash's TFDS builders
+
     wanted = builders.SyntheticHierarchyConfig.make(
         config.synthetic_seed, config.synthetic_train_per_class, config.synthetic_test_per_class
     )
@@ -581,8 +597,52 @@ def _memory_bytes(builder, image_kind: str, fixed) -> int:
     return int(getattr(builder.info, "dataset_size", 0) or 0)
 
 
+# The numpy reader's stand-in for a TFDS name (DatasetInfo.tfds_name, the split cache's key).
+_NPZ_NAME = "cifar100_npz"
+
+
+def _check_reader(config: DataConfig) -> None:
+    """A ValueError naming the fix where ``reader="numpy"`` does not apply."""
+    if config.reader != "numpy":
+        return
+    if config.name != "cifar100" or not config.manual_dir:
+        raise ValueError(
+            "config.data.reader='numpy' reads CIFAR-100 from an .npz: set data.name='cifar100' "
+            f"and data.manual_dir to the .npz (got name={config.name!r}, manual_dir="
+            f"{config.manual_dir!r}); other data sets are read through TFDS (reader='tfds')."
+        )
+    if config.in_memory is False:
+        raise ValueError(
+            "config.data.reader='numpy' holds the data in host memory; in_memory=False (a TFDS "
+            "stream) needs reader='tfds'."
+        )
+
+
+def _npz_split_sizes(path: Path) -> dict[str, int]:
+    if not path.name.endswith(".npz"):
+        raise ValueError(
+            f"config.data.reader='numpy' reads an .npz, and {path} is not one: set "
+            "data.reader='tfds' to read the archive through TFDS, or write the arrays with "
+            "numpy.savez(path, x_train=..., y_train_fine=..., ...)."
+        )
+    return cifar100_npz.split_sizes(path)
+
+
+def _read_npz_split(path: Path, split: str) -> MemorySplit:
+    arrays = cifar100_npz.read_cifar100_npz(path, (split,))
+    images = arrays[f"x_{split}"]
+    return MemorySplit(
+        images=images,
+        image_kind="array",
+        labels=arrays[f"y_{split}_fine"].astype(np.int64),
+        coarse=arrays[f"y_{split}_coarse"].astype(np.int64),
+        file_names=np.array([f"{split}_{i:05d}" for i in range(len(images))], dtype=object),
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def _open(config: DataConfig) -> Source:
+    _check_reader(config)
     data_dir = tfds_data_dir(config)
     name = config.name
     keys = {"image": "image", "label": "label"}
@@ -598,7 +658,7 @@ def _open(config: DataConfig) -> Source:
         tree = synthetic.hierarchy
         mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
     elif name == "cifar100":
-        builder = _open_cifar100(config, data_dir)
+        builder = None if config.reader == "numpy" else _open_cifar100(config, data_dir)
         raw_names = known.CIFAR100_CLASSES
         coarse_names = known.CIFAR100_SUPERCLASSES
         coarse_of_fine = tuple(known.CIFAR100_COARSE_OF_FINE)
@@ -631,10 +691,21 @@ def _open(config: DataConfig) -> Source:
         raw_names = ()
         mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    split_sizes = {s: int(info.num_examples) for s, info in builder.info.splits.items()}
-    if not split_sizes:  # e.g. under tfds.testing.mock_data: split names are not known
-        split_sizes = {"train": 0, "test": 0, "validation": 0}
-    log.info("data: %s", _ready_line(name, builder, split_sizes))
+    read_split = None
+    if builder is None:  # reader "numpy": cifar100 from an .npz, without TFDS
+        npz = _cifar100_file(config.manual_dir, data_dir)
+        split_sizes = _npz_split_sizes(npz)
+        read_split = functools.partial(_read_npz_split, npz)
+        log.info(
+            "data: %s (numpy reader): %s",
+            name,
+            provenance.describe({"source": str(npz)}, split_sizes),
+        )
+    else:
+        split_sizes = {s: int(info.num_examples) for s, info in builder.info.splits.items()}
+        if not split_sizes:  # e.g. under tfds.testing.mock_data: split names are not known
+            split_sizes = {"train": 0, "test": 0, "validation": 0}
+        log.info("data: %s", _ready_line(name, builder, split_sizes))
     train_split = "train" if "train" in split_sizes else sorted(split_sizes)[0]
     eval_split = next(
         (s for s in ("test", "validation", "val") if s in split_sizes and split_sizes[s] != 0),
@@ -647,9 +718,12 @@ def _open(config: DataConfig) -> Source:
             raise ValueError(f"{name} has no class labels: classes/holdout_classes do not apply.")
         class_names, remap, holdout = (), None, ()
 
-    feature = builder.info.features["image"]
-    fixed = tuple(feature.shape) if None not in feature.shape else None
-    if isinstance(builder, tfds.folder_dataset.ImageFolder):
+    if builder is None:
+        fixed = (32, 32, 3)
+    else:
+        feature = builder.info.features["image"]
+        fixed = tuple(feature.shape) if None not in feature.shape else None
+    if builder is not None and isinstance(builder, tfds.folder_dataset.ImageFolder):
         image_kind = "path"
     elif fixed is not None:
         image_kind = "array"
@@ -658,6 +732,8 @@ def _open(config: DataConfig) -> Source:
     in_memory = config.in_memory
     if image_kind == "path":
         in_memory = True  # paths are tiny; files are read in the pipeline
+    elif builder is None:
+        in_memory = True  # checked by _check_reader: the numpy reader holds arrays in memory
     elif in_memory is None:
         in_memory = _memory_bytes(builder, image_kind, fixed) <= config.memory_limit_mb * 2**20
 
@@ -671,7 +747,7 @@ def _open(config: DataConfig) -> Source:
     return Source(
         config=config,
         name=name,
-        tfds_name=builder.name,
+        tfds_name=_NPZ_NAME if builder is None else builder.name,
         builder=builder,
         split_sizes=split_sizes,
         train_split=train_split,
@@ -691,6 +767,7 @@ def _open(config: DataConfig) -> Source:
         std=config.std or std,
         hierarchy_fn=tree,
         has_captions=name == "captions",
+        read_split=read_split,
     )
 
 

@@ -18,11 +18,14 @@ import numpy as np
 from jaxhash.data import augment
 from jaxhash.data.preprocess import Fields, decode_captions
 from jaxhash.data.sharding import host_range
-from jaxhash.data.tf_setup import tf
+from jaxhash.data.tf_setup import tf, tfds
 
 FOREVER = 2**62
-# tf.data functions here have no tensor-dependent Python control flow: skip AutoGraph.
-_plain = tf.autograph.experimental.do_not_convert
+
+
+def _plain(fn):
+    """``fn`` for tf.data without AutoGraph (the functions here branch on no tensor)."""
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _dtype(config):
@@ -83,7 +86,7 @@ def stream_train(source, start_step, host, hosts, batch) -> tf.data.Dataset:
     seed = cfg.seed or 0
     split = source.train_split
     fields = Fields(source)
-    subsplit = _tfds().split_for_jax_process(split, process_index=host, process_count=hosts)
+    subsplit = tfds.split_for_jax_process(split, process_index=host, process_count=hosts)
     offsets = tf.constant(
         source.shard_offsets(split) if split in source.builder.info.splits else [0], tf.int64
     )
@@ -117,7 +120,7 @@ def stream_eval(source, split, subset, host, hosts, batch) -> tuple[tf.data.Data
     fields = Fields(source)
     size = source.split_sizes.get(split, 0)
     start, _ = host_range(size, host, hosts)
-    subsplit = _tfds().split_for_jax_process(split, process_index=host, process_count=hosts)
+    subsplit = tfds.split_for_jax_process(split, process_index=host, process_count=hosts)
     ds = source.stream(subsplit, shuffle_files=False, seed=None, with_ids=False).enumerate()
     ds = ds.map(_plain(_stream_examples(source, lambda i, ex: start + i, fields)))
     filtered = source.remap is not None or subset != "all"
@@ -187,12 +190,6 @@ def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
     options.deterministic = True
     options.experimental_optimization.map_parallelization = True
     return ds.with_options(options)
-
-
-def _tfds():
-    import tensorflow_datasets as tfds
-
-    return tfds
 
 
 def host_batches(ds: tf.data.Dataset, source) -> Iterator[dict[str, np.ndarray]]:

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The ResNet-18 CIFAR-100 study (configs/cifar100.py, 200 epochs) on a GPU machine that has
+# no TensorFlow and takes the repository in copies of at most 64 MiB: the CIFAR-100 .npz
+# (184 MB) travels in three parts, and the rows train with config.data.reader="numpy".
+#
+#   bash benchmarks/gpu_study.sh --pack cifar100.npz   # here, once: .gpu_data/ (3 parts + sha256)
+#   bash benchmarks/gpu_study.sh                       # there: join, check, train, evaluate
+#   bash benchmarks/gpu_study.sh --smoke               # any machine, ~3 min: a tiny random .npz,
+#                                                      # ResNet-18 for a few steps, same code path
+#
+# On the GPU machine, with the parts sent by successive calls (each carries what it names;
+# files carried earlier stay while the machine is held):
+#   1. carry .whl (the ml_collections wheel, see benchmarks/gpu.sh), .gpu_data/cifar100.npz.sha256
+#      and .gpu_data/cifar100.npz.part0; command: true
+#   2. carry .gpu_data/cifar100.npz.part1; command: true
+#   3. carry .gpu_data/cifar100.npz.part2; command: bash benchmarks/gpu_study.sh
+# A rerun of step 3 on the same machine continues the row from its last checkpoint
+# (--time-limit: the run stops with a checkpoint before the call's limit).
+#
+# Environment: ROWS (default "paper,64,0"; space-separated study specs), MINUTES (training
+# time per call, default 8), OUT (where rows, logs and the environment go; default
+# /tmp/jaxhash_gpu_study), STUDY_DIR (run folders and the joined .npz; default
+# /tmp/jaxhash_study). Rows already in benchmarks/results/reproduce_cifar100_resnet18.json
+# are skipped; new ones land in $OUT/reproduce_cifar100_resnet18.json (copy it back into
+# benchmarks/results/), with every run's metrics.jsonl (the throughput is in its train lines).
+set -uo pipefail
+mode="${1:-run}"
+root="$PWD"
+parts_dir=.gpu_data
+part_bytes=$((59 * 1024 * 1024)) # three parts; one, the repository and the wheel fit in 64 MiB
+out="${OUT:-/tmp/jaxhash_gpu_study}"
+study="${STUDY_DIR:-/tmp/jaxhash_study}"
+results=benchmarks/results/reproduce_cifar100_resnet18.json
+
+if [[ "$mode" == "--pack" ]]; then
+  npz="${2:?usage: gpu_study.sh --pack CIFAR100.npz}"
+  python3 -c "import sys; from jaxhash.data import cifar100_npz as c; print(c.split_sizes(sys.argv[1]))" \
+    "$npz" || exit 1
+  mkdir -p "$parts_dir" && rm -f "$parts_dir"/cifar100.npz.*
+  split -b "$part_bytes" -d -a 1 "$npz" "$parts_dir/cifar100.npz.part"
+  (cd "$(dirname "$npz")" && sha256sum "$(basename "$npz")") |
+    awk '{print $1 "  cifar100.npz"}' >"$parts_dir/cifar100.npz.sha256"
+  ls -l "$parts_dir"
+  exit 0
+fi
+
+mkdir -p "$out" "$study"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+{
+  date -u
+  git rev-parse --short HEAD 2>/dev/null || echo "commit: unknown"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi: absent"
+  python3 -c "import jax, jaxlib; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, jax.devices())"
+} 2>&1 | tee "$out/env.log"
+
+rows=(${ROWS:-paper,64,0})
+epochs=()
+minutes="${MINUTES:-8}"
+npz="$study/cifar100.npz"
+rows_out="$study/rows.json"
+if [[ "$mode" == "--smoke" ]]; then
+  npz="$study/smoke.npz" results="$out/smoke_rows.json" rows_out="$study/smoke_rows.json"
+  epochs=(--epochs 0.5) minutes=10
+  rm -rf "$study/runs_smoke" "$rows_out"
+  python3 - "$npz" <<'PY'
+import sys
+import numpy as np
+from jaxhash.semantics import known
+rng = np.random.default_rng(0)
+coarse = np.asarray(known.CIFAR100_COARSE_OF_FINE)
+arrays = {}
+for split, per_class in (("train", 20), ("test", 6)):
+    fine = np.arange(100 * per_class) % 100
+    arrays[f"x_{split}"] = rng.integers(0, 256, (len(fine), 32, 32, 3), dtype=np.uint8)
+    arrays[f"y_{split}_fine"], arrays[f"y_{split}_coarse"] = fine, coarse[fine]
+np.savez(sys.argv[1], **arrays)
+PY
+elif ! (cd "$study" && sha256sum --status -c "$root/$parts_dir/cifar100.npz.sha256" 2>/dev/null); then
+  missing=$(for i in 0 1 2; do [[ -f "$parts_dir/cifar100.npz.part$i" ]] || echo "part$i"; done)
+  if [[ -n "$missing" || ! -f "$parts_dir/cifar100.npz.sha256" ]]; then
+    echo "gpu_study: $parts_dir lacks $missing (and/or cifar100.npz.sha256): carry the parts" \
+      "as the top of benchmarks/gpu_study.sh says." | tee "$out/error.log"
+    exit 2
+  fi
+  cat "$parts_dir"/cifar100.npz.part* >"$npz"
+  if ! (cd "$study" && sha256sum -c "$root/$parts_dir/cifar100.npz.sha256"); then
+    echo "gpu_study: the joined .npz does not match its sha256: pack and send the parts again." |
+      tee "$out/error.log"
+    exit 2
+  fi
+fi
+
+runs="$study/runs"
+if [[ "$mode" == "--smoke" ]]; then runs="$study/runs_smoke"; fi
+if [[ -f "$results" && ! -f "$rows_out" ]]; then cp "$results" "$rows_out"; fi
+python3 -m benchmarks.reproduce_cifar100 --recipe resnet18 --reader numpy --data "$npz" \
+  --workdir "$runs" --out "$rows_out" --time-limit "$minutes" "${epochs[@]}" \
+  --rows "${rows[@]}" 2>&1 | tee "$out/study.log"
+status=${PIPESTATUS[0]} # 3: stopped by the time limit with a checkpoint; rerun to continue
+if [[ -f "$rows_out" ]]; then cp "$rows_out" "$out/$(basename "$results")"; fi
+i=0
+for log in "$runs"/*/*/metrics.jsonl; do
+  [[ -f "$log" ]] || continue
+  cp "$log" "$out/metrics_$(basename "$(dirname "$log")" | tr -c 'A-Za-z0-9._\n-' '_').jsonl"
+  i=$((i + 1))
+  ((i < 6)) || break # at most 8 files come back
+done
+echo "gpu_study: exit status $status after ${SECONDS} s"
+exit "$status"
