@@ -64,23 +64,27 @@ def image_dtype(config):
 def pad_crop_flip(images: np.ndarray, u: np.ndarray, padding: int) -> np.ndarray:
     """ "crop_flip" at the native size as integer gathers, ``[B, H, W, C]`` -> same shape:
     the NumPy form of :func:`jaxhash.data.augment.pad_crop_flip`."""
-    b, h, w, _ = images.shape
+    _, h, w, _ = images.shape
     span = np.float32(2.0 * padding + 1.0)
     dy = np.floor(u[:, augment.U_DY] * span).astype(np.int64)
     dx = np.floor(u[:, augment.U_DX] * span).astype(np.int64)
-    rows = dy[:, None] + np.arange(h)
-    cols = dx[:, None] + np.arange(w)
-    cols = np.where((u[:, augment.U_FLIP] < 0.5)[:, None], cols[:, ::-1], cols)
+    flip = u[:, augment.U_FLIP] < 0.5
     padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    out = np.empty_like(images)
+    for i, (y, x) in enumerate(zip(dy, dx, strict=True)):  # slices: 3x a fancy-index gather
+        crop = padded[i, y : y + h, x : x + w]
+        out[i] = crop[:, ::-1] if flip[i] else crop
+    return out
 
 
 def normalize(images: np.ndarray, mean, std, dtype) -> np.ndarray:
     """Pixels in [0, 255] -> ``(x / 255 - mean) / std`` in float32, then ``dtype``: the NumPy
     form of :func:`jaxhash.data.augment.normalize`."""
     x = images.astype(np.float32)
-    x = (x / np.float32(255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return x.astype(dtype)
+    np.divide(x, np.float32(255.0), out=x)  # in place: the same operations, one buffer
+    np.subtract(x, np.asarray(mean, np.float32), out=x)
+    np.divide(x, np.asarray(std, np.float32), out=x)
+    return x.astype(dtype, copy=False)
 
 
 def _boxes(source, heights, widths, u, train: bool):
