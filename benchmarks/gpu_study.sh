@@ -8,21 +8,21 @@
 #   bash benchmarks/gpu_study.sh --smoke               # any machine, ~3 min: a tiny random .npz,
 #                                                      # ResNet-18 for a few steps, same code path
 #
-# On the GPU machine, with the parts sent by successive calls (each carries what it names;
-# files carried earlier stay while the machine is held):
-#   1. carry .whl (the ml_collections wheel, see benchmarks/gpu.sh), .gpu_data/cifar100.npz.sha256
-#      and .gpu_data/cifar100.npz.part0; command: true
-#   2. carry .gpu_data/cifar100.npz.part1; command: true
-#   3. carry .gpu_data/cifar100.npz.part2; command: bash benchmarks/gpu_study.sh
-# A rerun of step 3 on the same machine continues the row from its last checkpoint
-# (--time-limit: the run stops with a checkpoint before the call's limit).
+# On the GPU machine the script needs .gpu_data/ (the three parts and cifar100.npz.sha256)
+# beside the repository; where each transfer is limited to 64 MiB, send one part with each
+# (a part, the repository and a wheel fit). Packages the machine lacks travel as wheels in
+# .whl/ (ml_collections; see benchmarks/gpu.sh) and are installed into /tmp/site, offline.
+# The joined .npz is checked against the sha256 before any training. A rerun on the same
+# machine continues a row from its last checkpoint (--time-limit stops a run with one).
 #
-# Environment: ROWS (default "paper,64,0"; space-separated study specs), MINUTES (training
-# time per call, default 8), OUT (where rows, logs and the environment go; default
-# /tmp/jaxhash_gpu_study), STUDY_DIR (run folders and the joined .npz; default
-# /tmp/jaxhash_study). Rows already in benchmarks/results/reproduce_cifar100_resnet18.json
-# are skipped; new ones land in $OUT/reproduce_cifar100_resnet18.json (copy it back into
-# benchmarks/results/), with every run's metrics.jsonl (the throughput is in its train lines).
+# Environment: ROWS (default "paper,64,0"; space-separated study specs), EPOCHS (default: the
+# recipe's 200; a row records its epochs), MINUTES (training time per run, default 7.5: with
+# start-up, compilation, evaluation and the copies, under 10 minutes), OUT (where rows, logs
+# and the environment go; default /tmp/jaxhash_gpu_study), STUDY_DIR (run folders and the
+# joined .npz; default /tmp/jaxhash_study). Rows already in
+# benchmarks/results/reproduce_cifar100_resnet18.json are skipped; new ones land in
+# $OUT/reproduce_cifar100_resnet18.json (copy it back into benchmarks/results/), with each
+# run's metrics.jsonl (its train lines hold the images per second).
 set -uo pipefail
 mode="${1:-run}"
 root="$PWD"
@@ -60,7 +60,8 @@ fi
 
 rows=(${ROWS:-paper,64,0})
 epochs=()
-minutes="${MINUTES:-8}"
+if [[ -n "${EPOCHS:-}" ]]; then epochs=(--epochs "$EPOCHS"); fi
+minutes="${MINUTES:-7.5}"
 npz="$study/cifar100.npz"
 rows_out="$study/rows.json"
 if [[ "$mode" == "--smoke" ]]; then
@@ -108,7 +109,7 @@ for log in "$runs"/*/*/metrics.jsonl; do
   [[ -f "$log" ]] || continue
   cp "$log" "$out/metrics_$(basename "$(dirname "$log")" | tr -c 'A-Za-z0-9._\n-' '_').jsonl"
   i=$((i + 1))
-  ((i < 6)) || break # at most 8 files come back
+  ((i < 5)) || break # with env.log, study.log and the rows: 8 files
 done
 echo "gpu_study: exit status $status after ${SECONDS} s"
 exit "$status"
