@@ -53,7 +53,11 @@ SUITE: dict[str, tuple[tuple[str, ...], dict[str, list[str]]]] = {
     ),
     "input_pipeline": (
         ("tensorflow", "tensorflow_datasets"),
-        {"quick": ["--quick", "--batch-sizes", "64"], "cpu": [], "full": []},
+        {
+            "quick": ["--quick", "--batch-sizes", "64", "--synthetic-per-class", "32"],
+            "cpu": [],
+            "full": [],
+        },
     ),
     "train_step": (
         ("ml_collections",),

@@ -15,7 +15,7 @@ outputs are returned in float32, and the losses work in float32 anyway).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -214,10 +214,29 @@ def create_model(
     )
 
 
+# XLA compiles an initialiser's random draws (one inlined copy of threefry's rounds per
+# parameter) slowly when it optimises them: ~10 s for the small CNN on a CPU, for a program that
+# runs once. At backend optimisation level 0 it compiles in ~1 s; the draws are the same up to
+# the last bit of a few values (floating-point contraction in the normal sampler), so a seed
+# still gives the same variables on a given backend.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def run_initialiser(init_fn: Callable, *args):
+    """``jax.jit(init_fn)(*args)``, compiled with ``INIT_COMPILER_OPTIONS`` (the defaults where
+    a backend does not know the option): for programs that run once, such as ``model.init``."""
+    lowered = jax.jit(init_fn).lower(*args)
+    try:
+        compiled = lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)
+    except jax.errors.JaxRuntimeError:  # a backend without this XLA option
+        compiled = lowered.compile()
+    return compiled(*args)
+
+
 def init_variables(model: HashingModel, key: jax.Array, image_shape: Sequence[int]):
     """Model variables (``params``, ``batch_stats``) for images of ``image_shape`` [H, W, C]."""
     dummy = jnp.zeros((2, *image_shape), jnp.float32)
-    return jax.jit(functools.partial(model.init, train=False))(key, dummy)
+    return run_initialiser(functools.partial(model.init, train=False), key, dummy)
 
 
 def load_backbone(variables, path: str) -> dict:
