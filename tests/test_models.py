@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxhash import models
 from jaxhash.models import create_model, init_variables, load_backbone
 
 
@@ -28,6 +29,26 @@ def test_outputs(name, stem, shape):
     assert out["z"].dtype == jnp.float32
     out, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     assert set(updates) == {"batch_stats"} and np.isfinite(out["z"]).all()
+
+
+def test_initialiser_compile_options_keep_the_draws_and_fall_back(monkeypatch):
+    """Variables compiled with INIT_COMPILER_OPTIONS equal the default build's up to rounding
+    (at most 4 float32 ulp measured; 8 allowed); a backend that rejects the options gets the
+    default build, bit for bit."""
+    import functools
+
+    model = create_model("small_cnn", 16, 10, width=4)
+    key, images = jax.random.key(3), jnp.zeros((2, 32, 32, 3))
+    default = jax.jit(functools.partial(model.init, train=False))(key, images)
+    fast = init_variables(model, key, (32, 32, 3))
+    for got, want in zip(jax.tree.leaves(fast), jax.tree.leaves(default), strict=True):
+        got, want = np.asarray(got), np.asarray(want)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_max_ulp(got, want, maxulp=8)
+    monkeypatch.setattr(models, "INIT_COMPILER_OPTIONS", {"no_such_xla_option": 1})
+    fallback = init_variables(model, key, (32, 32, 3))
+    for got, want in zip(jax.tree.leaves(fallback), jax.tree.leaves(default), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_tanh_head_bf16_and_no_classifier():
