@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import tempfile
@@ -74,7 +73,7 @@ def caption_table(tsv: str, images_dir: str, columns: str, cache_dir: str) -> Ca
     flat = [c for caps in captions for c in caps]
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in captions])]).astype(np.int64)
     encoder = _encoder()
-    digest = hashlib.sha256(f"{encoder.model_id}\0{encoder.max_length}\0".encode())
+    digest = encoder.model_digest()
     for caption in flat:
         digest.update(caption.encode("utf-8", "surrogatepass") + b"\0")
     path = Path(cache_dir).expanduser() / f"captions_{digest.hexdigest()[:24]}.npy"

@@ -642,9 +642,14 @@ class SentenceEncoder:
             out[which] = pooled[where_row, where_segment]
         return out
 
+    def model_digest(self):
+        """A sha256 that has read the model id and ``max_length``: what every cache key of
+        this encoder's embeddings starts from (update it with the text)."""
+        return hashlib.sha256(f"{self.model_id}\0{self.max_length}\0".encode())
+
     def cache_key(self, sentence: str) -> str:
         """sha256 of model id, ``max_length`` and text: the cache's file name for ``sentence``."""
-        digest = hashlib.sha256(f"{self.model_id}\0{self.max_length}\0".encode())
+        digest = self.model_digest()
         digest.update(sentence.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
