@@ -42,7 +42,7 @@ from jaxhash.data.sharding import (
 from jaxhash.data.stream import FOREVER, host_batches, stream_eval, stream_train
 
 # Threads preparing in-memory batches (NumPy and TensorFlow kernels release the GIL): half the
-# host's cores, 2 to 8 (a 2-core CI machine keeps 2; a 16-core accelerator host gets 8).
+# host's cores, at least 2 and at most 8 (4 cores give 2 threads; 16 or more give 8).
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 _WORKERS = min(8, max(2, (_CORES or 2) // 2))
 
