@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,8 +37,6 @@ def test_initialiser_compile_options_keep_the_draws_and_fall_back(monkeypatch):
     """Variables compiled with INIT_COMPILER_OPTIONS equal the default build's up to rounding
     (at most 4 float32 ulp measured; 8 allowed); a backend that rejects the options gets the
     default build, bit for bit."""
-    import functools
-
     model = create_model("small_cnn", 16, 10, width=4)
     key, images = jax.random.key(3), jnp.zeros((2, 32, 32, 3))
     default = jax.jit(functools.partial(model.init, train=False))(key, images)
