@@ -50,6 +50,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = {
     "cpu": ("cifar100_cpu.py", 5.0, 15.0),  # the small CNN, width 16, batch 256
     "resnet18": ("cifar100.py", None, 200.0),  # ResNet-18, bf16, batch 512: a GPU or TPU
+    "fast": ("cifar100_fast.py", None, None),  # airbench-shaped net and recipe: its EPOCHS
 }
 
 
@@ -77,7 +78,7 @@ SCREEN = (
 
 def plan_rows(winner: str, epochs: float) -> list[tuple[str, float]]:
     """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method."""
-    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in ("ce", "ce_sim", winner)]
+    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in (winner, "ce", "ce_sim")]
     rows += [f"{winner},{bits},0" for bits in (16, 32)]
     rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
     return [(spec, epochs) for spec in rows]
@@ -171,7 +172,9 @@ def run_row(
         "epochs": float(config.train.epochs),
         "steps": int(state.step),
         "batch_size": int(config.batch_size),
-        "model": f"{config.model.name} width {config.model.width}",
+        "model": _model_name(config.model),
+        "recipe": Path(config_file).stem,
+        "tta": config.eval.tta,
         "wall_s": round(wall, 1),
         "device": device_name(),
         "devices": jax.device_count(),
@@ -186,6 +189,16 @@ def run_row(
         "config": f"configs/{config_file}:{spec}",
         "reader": reader,
     }
+
+
+def _model_name(model) -> str:
+    if model.widths:
+        return f"{model.name} widths {','.join(str(w) for w in model.widths)}"
+    if model.name in ("fast_cnn", "fast_resnet"):
+        from jaxhash.models import FAST_WIDTHS
+
+        return f"{model.name} widths {','.join(str(w) for w in FAST_WIDTHS[model.name])}"
+    return f"{model.name} width {model.width}"
 
 
 def load_rows(path: Path) -> list[dict]:

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxhash import test_time_augmentation
 from jaxhash.parallel import DATA_AXIS, process_concat, process_mesh
 from jaxhash.retrieval_grid import RetrievalGrid, evaluation_grid
 
@@ -75,10 +76,8 @@ class Evaluator:
         self.config, self.info, self.model, self.mesh = config, info, model, mesh
         self._similarity = None  # [C, C] class similarity of config.eval.similarity, once
 
-        def z(variables, images):  # one function object: retrieval.encode compiles it once
-            return model.apply(variables, images, train=False)["z"]
-
-        self._z = z
+        # One function object: retrieval.encode compiles it once.
+        self._z = test_time_augmentation.encoder(model, config.eval.tta)
 
     def encode(self, variables, split: str, subset: str = "all"):
         """Outputs z ``[N, K]`` (float32), labels ``[N]`` (None for caption data), example ids

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from jaxhash.data import augment
-from jaxhash.data.preprocess import Fields, finish
+from jaxhash.data.preprocess import Fields, alternate_flips, finish
 from jaxhash.data.sharding import STRING, host_range
 
 
@@ -108,12 +108,15 @@ def train_batch_fn(source, host: int, hosts: int, batch: int) -> Callable[[int],
         raise ValueError(f"no training examples in {split!r}.")
     perms = _Permutations(len(pool), seed, 0)  # one global order for all hosts
     fields = Fields(source)
+    alternating = source.config.flip == "alternating"
 
     def fetch(step: int) -> dict[str, np.ndarray]:
         position = step * batch * hosts + host * batch + np.arange(batch, dtype=np.int64)
         epochs, offsets = np.divmod(position, len(pool))
         ids = pool[perms.take(epochs, offsets)]
         u = example_uniforms(seed, epochs, ids)
+        if alternating:
+            u = alternate_flips(u, seed, epochs, ids)
         return finish(source, _rows(fields, data, ids, np.ones(batch, bool), u), train=True)
 
     return fetch
