@@ -128,7 +128,8 @@ def lookahead(every: int, decay: float, total_steps: int) -> optax.GradientTrans
 
     It rewrites the update so that ``params + update`` is the synchronised value, so the
     parameters stay a plain tree (the train state, checkpoints and evaluation are unchanged;
-    ``optax.lookahead`` would carry a fast/slow pair instead). Chain it last.
+    ``optax.lookahead`` would carry a fast/slow pair instead). Chain it after the optimiser;
+    a mask of frozen leaves may follow.
     """
 
     def init(params):
@@ -198,11 +199,11 @@ def make_optimizer(
                 {"backbone": base(float(optim.backbone_lr_scale)), "heads": base(1.0)}, labels
             )
         )
-    if frozen:
-        chain.append(optax.masked(optax.set_to_zero(), lambda p: frozen_mask(p, frozen)))
     if optim.lookahead_every:
         every = int(optim.lookahead_every)
         chain.append(lookahead(every, float(optim.lookahead_decay), total_steps))
+    if frozen:  # last: a frozen leaf keeps its bits (Lookahead's average would round them)
+        chain.append(optax.masked(optax.set_to_zero(), lambda p: frozen_mask(p, frozen)))
     return optax.chain(*chain)
 
 
