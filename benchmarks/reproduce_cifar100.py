@@ -168,7 +168,7 @@ def run_row(
         "hash_activation": config.model.hash_activation,
         "bits": int(bits),
         "seed": int(seed),
-        "protocol": "zero_shot" if rest else "database_is_query",
+        "protocol": "zero_shot" if "zeroshot" in rest else "database_is_query",
         "epochs": float(config.train.epochs),
         "steps": int(state.step),
         "batch_size": int(config.batch_size),
