@@ -6,9 +6,11 @@
         --set data.manual_dir=/path/to/cifar100.npz                     # one accelerator
     python -m benchmarks.reproduce_cifar100 --recipe fast --data cifar100.npz --plan  # the study
 
-The argument is ``method,bits[,seed[,zeroshot]][,gpu]`` with the methods of
-``jaxhash.methods`` (``ce``, ``ce_sim``, ``paper``, ...; similarity targets: WordNet
-lcs_height). ``zeroshot`` trains without the 20 held-out classes of
+The argument is ``method,bits[,seed[,zeroshot]][,text][,gpu]`` with the methods of
+``jaxhash.methods`` (``ce``, ``ce_sim``, ``paper``, ...). Similarity targets: WordNet
+lcs_height, or with ``text`` the sentence embeddings (all-MiniLM-L6-v2) of each class's name
+and WordNet gloss (``loss.similarity = "text"``, ``jaxhash.semantics.class_text``; needs the
+``text`` extra). ``zeroshot`` trains without the 20 held-out classes of
 ``configs/cifar100_zeroshot.py`` and retrieves among their 2,000 test images.
 
 The recipe, after Jordan's fast CIFAR trainers (airbench, arXiv 2404.00498), in jaxhash's
@@ -41,11 +43,15 @@ EPOCHS = 14.0
 GPU_EPOCHS = 40.0
 
 
+FLAGS = ("text", "gpu")  # trailing words of the argument, in this order
+
+
 def get_config(arg: str = "paper,64"):
     parts = arg.split(",")
-    gpu = parts[-1] == "gpu"
-    if gpu:
-        parts = parts[:-1]
+    flags = set()
+    while parts and parts[-1] in FLAGS:
+        flags.add(parts.pop())
+    gpu, text = "gpu" in flags, "text" in flags
     spec = ",".join(parts)
     method, bits, seed, zero_shot = methods.parse_study_arg(spec, "configs/cifar100_fast.py")
     c = default_config()
@@ -58,6 +64,8 @@ def get_config(arg: str = "paper,64"):
     if gpu:
         c.model.dtype = "bfloat16"
     c.loss.label_smoothing = 0.2
+    if text:
+        c.loss.similarity = "text"
     c.optim.name = "sgd"
     c.optim.learning_rate = 0.2
     c.optim.momentum = 0.9

@@ -62,7 +62,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss.w_kl = methods.PAPER_KL[1]
     c.loss.w_quant = 0.0
     c.loss.w_balance = 0.0
-    c.loss.similarity = "lcs_height"  # class similarity of the hierarchy: lcs_height, wup, path
+    # Class similarity: of the hierarchy (lcs_height, wup, path) or "text", the sentence
+    # embeddings of class descriptions (jaxhash.semantics.class_text; the "text" extra).
+    c.loss.similarity = "lcs_height"
     c.loss.normalize = "mean"  # mean, row, none
     c.loss.power = 2.0
     c.loss.kl_form = methods.PAPER_KL[0]  # wkv (the paper's literal estimate), sphere, corner,
@@ -106,7 +108,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.map_k = 250
     c.eval.mahp_k = 250
     c.eval.ties = "stable"
-    c.eval.similarity = "lcs_height"  # class similarity for mAHP@k (Barz & Denzler)
+    c.eval.similarity = "lcs_height"  # class similarity for mAHP@k (Barz & Denzler), or text
     c.eval.rankings = ["hamming", "cosine"]
     c.eval.batch_size = 0  # 0: config.batch_size
     c.eval.baseline = True
@@ -305,14 +307,14 @@ CHOICES = {
     "model.hash_activation": ("linear", "tanh"),
     "model.classifier_input": ("codes", "features"),
     "model.dtype": ("float32", "bfloat16"),
-    "loss.similarity": ("lcs_height", "wup", "path"),
+    "loss.similarity": ("lcs_height", "wup", "path", "text"),
     "loss.normalize": ("mean", "row", "none"),
     "loss.knn": ("global", "per_device"),
     "loss.kl_form": ("wkv", "sphere", "corner", "smoothed_prior", "marginal"),
     "optim.name": ("sgd", "adamw"),
     "eval.protocol": ("database_is_query", "query_database", "zero_shot"),
     "eval.ties": ("stable", "random", "expected"),
-    "eval.similarity": ("lcs_height", "wup", "path"),
+    "eval.similarity": ("lcs_height", "wup", "path", "text"),
     "data.name": DATASETS,
     "data.image_dtype": ("float32", "bfloat16"),
     "data.hierarchy": ("wordnet", "two_level"),
