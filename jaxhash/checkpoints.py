@@ -325,9 +325,9 @@ class RunSetup(NamedTuple):
 
 
 def with_whitening(config, state: TrainState, optimizer) -> TrainState:
-    """``state`` with the whitening stem set from the first ``config.model.whitening_images``
-    training images (``jaxhash.models.whitening_kernel``) and the optimiser state made anew
-    from those parameters; the kernel is then saved with every checkpoint."""
+    """``state`` with the whitening stem set from ``config.model.whitening_images`` training
+    images (``jaxhash.data.first_train_images``, ``jaxhash.models.whitening_kernel``) and the
+    optimiser state made anew from those parameters; checkpoints then hold the kernel."""
     from jaxhash import data
 
     images = data.first_train_images(

@@ -45,8 +45,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.width = 0  # 0: the backbone's default
     # fast_cnn / fast_resnet: the three stage widths ([]: 64, 256, 256 / 128, 384, 512).
     c.model.widths = []
-    # fast_cnn / fast_resnet: the whitening stem, set from the first whitening_images training
-    # images on a fresh run and saved with the checkpoints: "frozen" (airbench) or "trained".
+    # fast_cnn / fast_resnet: the whitening stem, set on a fresh run from whitening_images
+    # training images spread over the split and saved with the checkpoints: "frozen" (as
+    # airbench) or "trained".
     c.model.whitening = "frozen"
     c.model.whitening_images = 5000
     c.model.hash_activation = "linear"  # linear or tanh

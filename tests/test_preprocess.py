@@ -97,11 +97,17 @@ def test_augmentation_a_source_cannot_give_is_an_error_naming_the_field(
         next(data.host_train_batches({**synthetic, **changes}))
 
 
-def test_first_train_images_are_the_evaluation_view_of_the_first_rows(synthetic):
+def test_whitening_images_are_spread_over_the_split_as_evaluation_sees_them(synthetic):
     images = data.first_train_images(synthetic, 100)
     assert images.shape == (100, 32, 32, 3)
-    evaluation = next(data.host_eval_batches(synthetic, "train", 100))
-    np.testing.assert_array_equal(images, evaluation["image"])
+    evaluation = np.concatenate(
+        [b["image"][b["mask"]] for b in data.host_eval_batches(synthetic, "train", 64)]
+    )
+    n = len(evaluation)
+    np.testing.assert_array_equal(images, evaluation[np.linspace(0, n - 1, 100).astype(int)])
+    assert len(data.first_train_images(synthetic, 10**6)) == n  # all of them, once each
+    streamed = data.first_train_images({**synthetic, "in_memory": False}, 100)
+    assert streamed.shape == (100, 32, 32, 3)
 
 
 def test_whitening_from_an_empty_training_set_is_an_error_naming_the_field(synthetic):

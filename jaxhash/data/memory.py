@@ -144,6 +144,25 @@ def eval_batch_fn(source, split, subset, host, hosts, batch) -> tuple[Callable[[
     return fetch, num_batches
 
 
+def spread_rows(source, split, subset: str, count: int, batch: int = 1000) -> np.ndarray:
+    """Images ``[n, S, S, 3]`` of ``n = min(count, N)`` rows evenly spread over the ``N``
+    examples of ``split``'s ``subset`` (all classes alike, whatever the order of the data),
+    as evaluation sees them (no augmentation, normalised)."""
+    data = source.load(split)
+    pool = source.pool(split, subset)
+    if len(pool) == 0:
+        raise ValueError(f"split {split!r} of {source.name} has no examples in subset {subset!r}.")
+    positions = np.unique(np.linspace(0, len(pool) - 1, min(count, len(pool))).astype(np.int64))
+    fields = Fields(source)
+    out = []
+    for start in range(0, len(positions), batch):
+        ids = pool[positions[start : start + batch]]
+        valid = np.ones(len(ids), bool)
+        u = np.zeros((len(ids), augment.NUM_UNIFORMS), np.float32)
+        out.append(finish(source, _rows(fields, data, ids, valid, u), train=False)["image"])
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
 def ordered_map(fn: Callable, items: Iterable, workers: int, ahead: int) -> Iterator:
     """``fn(item)`` for each item in order, computed by ``workers`` threads up to ``ahead``
     items in advance. Closing the iterator cancels what has not started."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxhash.data import sources
 from jaxhash.data.config import data_config
-from jaxhash.data.memory import eval_batch_fn, ordered_map, train_batch_fn
+from jaxhash.data.memory import eval_batch_fn, ordered_map, spread_rows, train_batch_fn
 from jaxhash.data.preprocess import check_train_augmentation
 from jaxhash.data.sharding import (
     STRING,
@@ -119,17 +119,20 @@ def host_eval_batches(
 
 
 def first_train_images(config, count: int, what: str = "the whitening stem") -> np.ndarray:
-    """The first ``count`` training images ``[n, S, S, 3]`` (n <= count) of the classes
-    training sees, as evaluation sees them (no augmentation, normalised), in id order.
+    """``count`` training images ``[n, S, S, 3]`` (n <= count) of the classes training sees,
+    as evaluation sees them (no augmentation, normalised): rows evenly spread over the split
+    for in-memory data (every class, whatever the order of the file), the first rows of a
+    streamed split.
 
     Every host reads the same rows, so statistics computed from them (the fast backbones'
     whitening stem, ``jaxhash.models.whitening_kernel``) agree across hosts.
     """
     cfg = data_config(config)
     source = sources.open_source(cfg)
-    batch = int(min(count, cfg.eval_batch_size or cfg.global_batch_size or 1000))
     try:
-        batches = _eval_batches(cfg, source.train_split, batch, "seen", 0, 1)
+        if source.in_memory:
+            return spread_rows(source, source.train_split, "seen", count)
+        batches = _eval_batches(cfg, source.train_split, min(count, 1000), "seen", 0, 1)
     except ValueError as error:
         raise ValueError(f"{what} needs training images: {error}") from None
     images, have = [], 0
@@ -142,8 +145,6 @@ def first_train_images(config, count: int, what: str = "the whitening stem") -> 
                 break
     finally:
         batches.close()
-    if not have:
-        raise ValueError(f"{what} needs training images; split {source.train_split!r} has none.")
     return np.concatenate(images)
 
 
