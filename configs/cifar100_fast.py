@@ -18,9 +18,9 @@ trainer (every piece a config field):
 
 * ``model.name = "fast_cnn"``: whitening stem (2x2 patches of 5,000 training images spread
   over the split, frozen, saved with the checkpoint), three conv-pool-BN-GELU blocks at
-  widths 64 / 256 / 256, identity-initialised convolutions, BatchNorm without scale; the hash layer (K bits) and the
-  classifier reading it, as every jaxhash model. The ``gpu`` variant uses ``fast_resnet``
-  (128 / 384 / 512 with residual conv pairs) in bfloat16.
+  widths 64 / 256 / 256, identity-initialised convolutions, BatchNorm without scale; the hash
+  layer (K bits) and the classifier reading it, as every jaxhash model. The ``gpu`` variant
+  uses ``fast_resnet`` (128 / 384 / 512 with residual conv pairs) in bfloat16.
 * Nesterov SGD (momentum 0.9, weight decay 5e-4) at 0.2 per 512 images, a linear warm-up over
   the first ~2 epochs, then linear decay to 0; Lookahead every 5 steps (decay 0.95^5 reached
   with a cubic ramp); label smoothing 0.2 on the cross-entropy.
