@@ -36,7 +36,7 @@ def browser_missing() -> str | None:
     return None
 
 
-def chromium(width: int = 1200, height: int = 820):
+def chromium(width: int = 1200, height: int = 900):
     """A headless Chromium driven through the system's chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -83,9 +83,11 @@ async function start() {
     setStatus(error.message, true);
     return;
   }
+  const run = info.run.split(/[\\/]/).filter(Boolean).pop() || info.run;
   $("about").textContent =
     `index ${info.index}: ${info.size.toLocaleString()} images, ${info.bits}-bit codes · ` +
-    `run ${info.run} (step ${info.step})`;
+    `run ${run} (step ${info.step})`;
+  $("about").title = `index root ${info.root}\nrun ${info.run}`;
   $("k").value = info.default_k;
   $("k").max = info.max_k;
   if (!info.search) setStatus("this server cannot encode uploads; click a result instead");
