@@ -1,20 +1,20 @@
 """``jaxhash serve`` under load: many concurrent local clients, a fixed number of requests.
 
-    python -m benchmarks.serve_load            # 10^6 random 64-bit codes, 64 clients
+    python -m benchmarks.serve_load            # 10^6 random 64-bit codes; 1, 8 and 64 clients
     python -m benchmarks.serve_load --quick    # 10^4 codes, 8 clients, a few hundred requests
     python -m benchmarks.serve_load --workdir RUN --codes 100000 --clients 16
 
 Builds an index-like file of random codes (fake paths; the bits of the run), starts the real
 command ``python -m jaxhash serve`` on a free port of 127.0.0.1 (and only there), waits for it,
 then sends a warm-up, ``--neighbors`` requests ``GET /api/neighbors/{random id}?k=10`` and
-``--searches`` uploads ``POST /api/search?k=10`` (a 64 x 64 PNG), each from ``--clients``
+``--searches`` uploads ``POST /api/search?k=10`` (64 x 64 PNGs) at each level of ``--clients``
 asyncio clients on keep-alive connections, closed-loop (a client sends its next request when
 its answer is in), and stops the server. The encoding run is ``--workdir`` or, by default, the
 quick demo trained for a few steps at ``--bits`` into a temporary folder.
 
-One JSON line per endpoint: requests/s, p50/p99 latency (client side: request sent to answer
-read), errors (non-200 answers and failed connections), the server's resident memory (VmRSS)
-when ready, after the warm-up and at the end, and the shapes.
+One JSON line per endpoint and level: requests/s, p50/p99 latency (client side: request sent
+to answer read), errors (non-200 answers and failed connections), the server's resident memory
+(VmRSS) when ready and before and after the level, and the shapes.
 """
 
 from __future__ import annotations
@@ -206,20 +206,43 @@ def query_png(size: int = 64, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+def _row(endpoint, shape, latencies, errors, seconds, rss_before, rss_after, rss_start):
+    lat = np.asarray(latencies) if latencies else np.full(1, np.nan)
+    p50 = float(np.percentile(lat, 50))
+    return emit(
+        "serve_load",
+        endpoint,
+        shape,
+        p50,
+        None,
+        None,
+        requests_per_s=round(shape["requests"] / seconds, 1),
+        p50_ms=round(p50, 2),
+        p99_ms=round(float(np.percentile(lat, 99)), 2),
+        max_ms=round(float(lat.max()), 2),
+        errors=errors,
+        rss_start_mb=round(rss_start, 1),
+        rss_before_mb=round(rss_before, 1),
+        rss_after_mb=round(rss_after, 1),
+    )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10^4 codes, 8 clients, seconds")
     parser.add_argument("--codes", type=int, default=None, help="index size (default 10^6)")
     parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--clients", type=int, default=None, help="concurrent clients (64)")
-    parser.add_argument("--neighbors", type=int, default=None, help="requests (20,000)")
-    parser.add_argument("--searches", type=int, default=None, help="uploads (2,000)")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=None, help="concurrent clients (1 8 64)"
+    )
+    parser.add_argument("--neighbors", type=int, default=None, help="requests a level (10,000)")
+    parser.add_argument("--searches", type=int, default=None, help="uploads a level (1,000)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workdir", default=None, help="encoding run (default: quick demo)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sizes = (10**4, 8, 400, 40) if args.quick else (10**6, 64, 20_000, 2_000)
-    codes, clients, neighbors, searches = (
+    sizes = (10**4, [8], 400, 40) if args.quick else (10**6, [1, 8, 64], 10_000, 1_000)
+    codes, levels, neighbors, searches = (
         given if given is not None else default
         for given, default in zip(
             (args.codes, args.clients, args.neighbors, args.searches), sizes, strict=True
@@ -232,55 +255,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
         run = Path(args.workdir) if args.workdir else train_quick_run(tmp / "run", args.bits)
         index = random_index(tmp / "load.npz", run, codes, args.bits, args.seed)
         port = free_port()
-        log = tmp / "server.log"
-        server = start_server(index, run, port, log)
+        server = start_server(index, run, port, tmp / "server.log")
         try:
             rss_start = rss_mb(server.pid)
-            warmup = [_get(f"/api/neighbors/{rng.randrange(codes)}?k={args.k}")] * 2 * clients
-            warmup += [_upload(f"/api/search?k={args.k}", query_png())] * clients
-            asyncio.run(load(port, warmup, clients))
-            rss_warm = rss_mb(server.pid)
-            phases = {
-                "neighbors": [
-                    _get(f"/api/neighbors/{rng.randrange(codes)}?k={args.k}")
-                    for _ in range(neighbors)
-                ],
-                "search": [
-                    _upload(f"/api/search?k={args.k}", query_png(seed=i % 16))
-                    for i in range(searches)
-                ],
-            }
-            results = {}
-            for name, requests in phases.items():
-                results[name] = (*asyncio.run(load(port, requests, clients)), len(requests))
-            rss_end = rss_mb(server.pid)
+            most = max(levels)
+            warmup = [_get(f"/api/neighbors/{rng.randrange(codes)}?k={args.k}")] * 2 * most
+            warmup += [_upload(f"/api/search?k={args.k}", query_png())] * most
+            asyncio.run(load(port, warmup, most))
+            for endpoint, count in (("neighbors", neighbors), ("search", searches)):
+                for clients in levels:
+                    if endpoint == "neighbors":
+                        ids = [rng.randrange(codes) for _ in range(count)]
+                        requests = [_get(f"/api/neighbors/{i}?k={args.k}") for i in ids]
+                    else:
+                        pngs = [query_png(seed=i) for i in range(16)]
+                        requests = [
+                            _upload(f"/api/search?k={args.k}", pngs[i % 16]) for i in range(count)
+                        ]
+                    rss_before = rss_mb(server.pid)
+                    measured = asyncio.run(load(port, requests, clients))
+                    shape = {"codes": codes, "bits": args.bits, "k": args.k}
+                    shape |= {"clients": clients, "requests": count}
+                    rows.append(
+                        _row(endpoint, shape, *measured, rss_before, rss_mb(server.pid), rss_start)
+                    )
         finally:
             server.terminate()
             try:
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
-        for name, (latencies, errors, seconds, count) in results.items():
-            lat = np.asarray(latencies) if latencies else np.full(1, np.nan)
-            shape = {"codes": codes, "bits": args.bits, "clients": clients, "requests": count}
-            rows.append(
-                emit(
-                    "serve_load",
-                    name,
-                    {**shape, "k": args.k},
-                    float(np.percentile(lat, 50)),
-                    None,
-                    None,
-                    requests_per_s=round(count / seconds, 1),
-                    p50_ms=round(float(np.percentile(lat, 50)), 2),
-                    p99_ms=round(float(np.percentile(lat, 99)), 2),
-                    max_ms=round(float(lat.max()), 2),
-                    errors=errors,
-                    rss_start_mb=round(rss_start, 1),
-                    rss_after_warmup_mb=round(rss_warm, 1),
-                    rss_end_mb=round(rss_end, 1),
-                )
-            )
     return rows
 
 
