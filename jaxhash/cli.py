@@ -255,6 +255,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
     parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest image")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")
+    parser.add_argument("--threads", type=int, default=None, help="searches at once (cores)")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -265,7 +266,14 @@ def _serve(args: argparse.Namespace) -> None:
         max_pixels=int(args.max_megapixels * 1e6),
         max_k=args.max_k,
     )
-    serve.serve(args.index, workdir=args.workdir, host=args.host, port=args.port, limits=limits)
+    serve.serve(
+        args.index,
+        workdir=args.workdir,
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        threads=args.threads,
+    )
 
 
 COMMANDS: list[Command] = [

@@ -1,6 +1,7 @@
 """``jaxhash serve``: a web page and JSON API to search an image index from a browser.
 
     jaxhash serve --index INDEX.npz [--workdir RUN] [--host 127.0.0.1] [--port 8000]
+        [--max-upload-mb 20] [--max-megapixels 50] [--max-k 100] [--threads CORES]
 
 Starlette under uvicorn (the ``serve`` extra). The index, its search (:mod:`jaxhash.index_search`)
 and the run's encoder (:class:`jaxhash.image_index.Encoder`, warmed up on one blank image) are
@@ -18,7 +19,9 @@ Searches answer ``{"results": [{"id", "path", "distance"}], "k", "size", "query_
 ``search_ms``: the Hamming search alone). Files are served only when the index lists them and
 they resolve (symbolic links followed) inside the index's root. Every refusal is a 4xx with a
 one-line body ``{"error": "..."}``; an unexpected failure is a 500 with a one-line body, its
-traceback goes to the log. Each request is logged in one INFO line.
+traceback goes to the log. Each request is logged in one INFO line. Searches, uploads and
+thumbnails run in worker threads, at most ``threads`` at once (default: one per core), while
+the event loop keeps reading requests.
 """
 
 from __future__ import annotations
@@ -209,14 +212,17 @@ def create_app(
     search: SearchFn | None = None,
     limits: Limits = Limits(),
     index_name: str = "index",
+    threads: int | None = None,
 ):
     """The Starlette application over ``index`` (see the module docstring).
 
     ``encoder``: encodes uploads (None: ``/api/search`` answers 503); its code length must be
     the index's. ``search``: default :func:`jaxhash.index_search.searcher` of the index.
+    ``threads``: searches, uploads and thumbnails computed at once (default: one per CPU core;
+    more only queue on the GIL and lengthen the slowest answers).
     """
+    import anyio
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException, MultiPartParser
     from starlette.middleware import Middleware
@@ -230,6 +236,10 @@ def create_app(
             f"{encoder.bits}-bit codes: serve it with the run that built it ({index.run})."
         )
     service = _Service(index, index_name, search or searcher(index), encoder, limits)
+    workers = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
+
+    async def in_worker(fn, *args):
+        return await anyio.to_thread.run_sync(fn, *args, limiter=workers)
 
     async def page(request):
         return _web_file("index.html")
@@ -240,12 +250,12 @@ def create_app(
     async def neighbors(request):
         i = service.image_id(request.path_params["id"])
         k = parse_k(request.query_params.get("k"), limits, len(index))
-        return JSONResponse(await run_in_threadpool(service.neighbors, i, k))
+        return JSONResponse(await in_worker(service.neighbors, i, k))
 
     async def search(request):
         k = parse_k(request.query_params.get("k"), limits, len(index))
         data, name = await _read_upload(request)
-        return JSONResponse(await run_in_threadpool(service.search_image, data, name, k))
+        return JSONResponse(await in_worker(service.search_image, data, name, k))
 
     async def _read_upload(request) -> tuple[bytes, str]:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -280,7 +290,7 @@ def create_app(
 
     async def thumb(request):
         i = service.image_id(request.path_params["id"])
-        data = await run_in_threadpool(service.thumbnail, i)
+        data = await in_worker(service.thumbnail, i)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     async def indexed_file(request):
@@ -350,7 +360,11 @@ class _RequestLog:
 
 
 def load_service(
-    index_path: str | os.PathLike, workdir: str | os.PathLike | None = None, *, limits=Limits()
+    index_path: str | os.PathLike,
+    workdir: str | os.PathLike | None = None,
+    *,
+    limits: Limits = Limits(),
+    threads: int | None = None,
 ):
     """The application of :func:`create_app` for an index file and its run (default: the run
     that built it), the encoder warmed up so that the first upload does not compile."""
@@ -358,7 +372,8 @@ def load_service(
     encoder = Encoder(workdir or index.run)
     size = encoder.image_size
     encoder.encode_views([np.zeros((1, size, size, 3), np.float32)])
-    return create_app(index, encoder=encoder, limits=limits, index_name=Path(index_path).name)
+    name = Path(index_path).name
+    return create_app(index, encoder=encoder, limits=limits, index_name=name, threads=threads)
 
 
 def serve(
@@ -368,6 +383,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     limits: Limits = Limits(),
+    threads: int | None = None,
 ) -> None:
     """Load the index and run once, then serve until interrupted (uvicorn)."""
     try:
@@ -380,7 +396,7 @@ def serve(
         ) from None
 
     started = time.perf_counter()
-    app = load_service(index_path, workdir, limits=limits)
+    app = load_service(index_path, workdir, limits=limits, threads=threads)
     log.info(
         "serving %s at http://%s:%d (ready in %.1f s; Ctrl-C stops)",
         Path(index_path).name,

@@ -78,12 +78,20 @@ def server(indexed):
         yield url
 
 
-def _request(url: str, method: str, path: str, body: bytes | None = None, headers=None):
-    """(status, content type, body) of one request, ``path`` sent exactly as given."""
+def _request(url: str, method: str, path: str, body=None, headers=None):
+    """(status, content type, body) of one request, ``path`` sent exactly as given; a list
+    ``body`` is sent in chunks (no Content-Length)."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        chunked = isinstance(body, list)
+        connection.request(
+            method,
+            path,
+            body=iter(body) if chunked else body,
+            headers=headers or {},
+            encode_chunked=chunked,
+        )
         response = connection.getresponse()
         return response.status, response.getheader("content-type", ""), response.read()
     finally:
@@ -102,6 +110,11 @@ def _multipart(data: bytes, field: str = "image", name: str = "query.png"):
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def _chunks(body: bytes, headers: dict, size: int = 32_768):
+    """``body`` as a list of chunks (sent without a Content-Length), and ``headers``."""
+    return [body[i : i + size] for i in range(0, len(body), size)], headers
 
 
 def _png(pixels) -> bytes:
@@ -193,6 +206,13 @@ def _hostile_requests(index):
         ("truncated image", "POST", "/api/search", *_multipart(truncated), 400),
         ("empty upload", "POST", "/api/search", *_multipart(b""), 400),
         ("too many bytes", "POST", "/api/search", *_multipart(b"\0" * 400_000), 413),
+        (
+            "too many bytes, chunked",
+            "POST",
+            "/api/search",
+            *_chunks(*_multipart(b"\0" * 400_000)),
+            413,
+        ),
         ("too many pixels", "POST", "/api/search", *_multipart(big_pixels.getvalue()), 413),
         ("wrong field", "POST", "/api/search", *_multipart(_png(noise), field="file"), 400),
         ("not multipart", "POST", "/api/search", _png(noise), {"Content-Type": "image/png"}, 400),
@@ -246,9 +266,11 @@ def test_serve_command_passes_its_flags(monkeypatch):
     calls = []
     monkeypatch.setattr(serve, "serve", lambda index, **kw: calls.append((index, kw)))
     flags = ["--index", "i.npz", "--port", "9000", "--max-upload-mb", "1", "--max-k", "20"]
+    flags += ["--threads", "3"]
     assert cli.main(["serve", *flags]) == 0
     ((index, kw),) = calls
     assert index == "i.npz" and kw["host"] == "127.0.0.1" and kw["port"] == 9000
+    assert kw["threads"] == 3 and kw["workdir"] is None
     assert kw["limits"] == serve.Limits(max_upload_bytes=2**20, max_k=20)
 
 
