@@ -368,10 +368,13 @@ def load_service(
 ):
     """The application of :func:`create_app` for an index file and its run (default: the run
     that built it), the encoder warmed up so that the first upload does not compile."""
+    from PIL import Image
+
     index = load_index(index_path)
     encoder = Encoder(workdir or index.run)
-    size = encoder.image_size
-    encoder.encode_views([np.zeros((1, size, size, 3), np.float32)])
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(blank, "PNG")
+    encoder.encode_views([encoder.view(blank)[None]])  # decode, crop, resize and encode once
     name = Path(index_path).name
     return create_app(index, encoder=encoder, limits=limits, index_name=name, threads=threads)
 
