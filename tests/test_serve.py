@@ -4,6 +4,7 @@ one), over an index of rendered synthetic images made by a briefly trained quick
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import importlib.util
 import io
@@ -295,3 +296,16 @@ def test_page_in_a_headless_browser(indexed, server, tmp_path):
     assert [p for _, _, p in seen["clicked"]] == [str(index.paths[i]) for i in np.asarray(want)[0]]
     data = (tmp_path / "page.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_load_benchmark_counts_answers_and_errors(indexed, server):
+    """benchmarks/serve_load.py's clients: every request answered once, non-200s as errors."""
+    from benchmarks import serve_load
+
+    port = urlsplit(server).port
+    good = [serve_load._get(f"/api/neighbors/{i % 21}?k=3") for i in range(40)]
+    bad = [serve_load._get("/api/neighbors/99"), serve_load._get("/api/neighbors/1?k=0")]
+    uploads = [serve_load._upload("/api/search?k=2", serve_load.query_png(32))] * 3
+    latencies, errors, seconds = asyncio.run(serve_load.load(port, good + bad + uploads, 4))
+    assert len(latencies) == 43 and errors == 2 and seconds > 0
+    assert all(ms > 0 for ms in latencies)
