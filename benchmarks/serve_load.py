@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import random
 import socket
@@ -87,22 +88,11 @@ def free_port() -> int:
 
 def start_server(index: Path, run: Path, port: int, log: Path) -> subprocess.Popen:
     """``python -m jaxhash serve`` on ``HOST:port``, its output to ``log``; waits until it
-    answers ``/api/info`` (at most 5 minutes)."""
+    answers and its encoder is loaded (at most 5 minutes)."""
+    command = [sys.executable, "-m", "jaxhash", "serve", "--index", str(index)]
+    command += ["--workdir", str(run), "--host", HOST, "--port", str(port)]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jaxhash",
-            "serve",
-            "--index",
-            str(index),
-            "--workdir",
-            str(run),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-        ],
+        command,
         cwd=ROOT,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -113,10 +103,17 @@ def start_server(index: Path, run: Path, port: int, log: Path) -> subprocess.Pop
         if server.poll() is not None:
             raise RuntimeError(f"the server stopped: {log.read_text()[-2000:]}")
         try:
-            if asyncio.run(_one(port, _get("/api/info"))) == 200:
-                return server
+            status, body = asyncio.run(_one(port, _get("/api/info")))
         except OSError:
             time.sleep(0.2)
+            continue
+        encoder = json.loads(body)["encoder"] if status == 200 else "loading"
+        if encoder == "ready":
+            return server
+        if encoder != "loading":
+            server.kill()
+            raise RuntimeError(f"the server's encoder did not load: {encoder}")
+        time.sleep(0.2)
     server.kill()
     raise RuntimeError("the server did not answer within 5 minutes")
 
@@ -139,8 +136,8 @@ def _upload(path: str, data: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _exchange(reader, writer, request: bytes) -> int:
-    """Send one request on a keep-alive connection and read its answer; the status."""
+async def _exchange(reader, writer, request: bytes) -> tuple[int, bytes]:
+    """Send one request on a keep-alive connection and read its answer: (status, body)."""
     writer.write(request)
     await writer.drain()
     status_line = await reader.readline()
@@ -151,11 +148,11 @@ async def _exchange(reader, writer, request: bytes) -> int:
         name, _, value = line.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
-    await reader.readexactly(length)
-    return int(status_line.split()[1])
+    body = await reader.readexactly(length)
+    return int(status_line.split()[1]), body
 
 
-async def _one(port: int, request: bytes) -> int:
+async def _one(port: int, request: bytes) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
         return await _exchange(reader, writer, request)
@@ -178,7 +175,7 @@ async def load(port: int, requests: list[bytes], clients: int) -> tuple[list[flo
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(HOST, port)
-                status = await _exchange(reader, writer, request)
+                status, _ = await _exchange(reader, writer, request)
             except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
                 if writer is not None:

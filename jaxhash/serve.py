@@ -5,7 +5,8 @@
 
 Starlette under uvicorn (the ``serve`` extra). The index, its search (:mod:`jaxhash.index_search`)
 and the run's encoder (:class:`jaxhash.image_index.Encoder`, warmed up on one blank image) are
-loaded once at start; then:
+loaded once at start, the encoder in a background thread (uploads answer 503 until it is
+ready; the index is served in the meantime); then:
 
     GET  /                       the page (jaxhash/web/): drop an image, see its nearest images
     GET  /api/info               the index and run: names, size, code length, limits
@@ -31,11 +32,14 @@ import functools
 import io
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from jaxhash import console
 from jaxhash.image_index import Encoder, ImageIndex, load_index
 from jaxhash.index_search import SearchFn, searcher
 
@@ -109,13 +113,47 @@ def check_image(data: bytes, limits: Limits) -> None:
 
 
 class _Service:
-    """The loaded index, its search and encoder; the work behind each route (thread-safe)."""
+    """The loaded index, its search and encoder; the work behind each route (thread-safe).
+
+    ``encoder``: an :class:`Encoder`, None, or a function that loads one, called in a
+    background thread so that the index is served while the run loads (``encoder_state``
+    "loading", then "ready" or the error)."""
 
     def __init__(self, index, index_name, search, encoder, limits):
-        self.index, self.index_name, self.search = index, index_name, search
-        self.encoder, self.limits = encoder, limits
+        self.index, self.index_name, self.search, self.limits = index, index_name, search, limits
         self.root = Path(index.root).resolve()
         self.thumbnail = functools.lru_cache(_THUMB_CACHE)(self._thumbnail)
+        self.encoder: Encoder | None = None
+        self.encoder_state = "none"
+        if isinstance(encoder, Encoder):
+            self.attach(encoder)
+        elif encoder is not None:
+            self.encoder_state = "loading"
+            threading.Thread(target=self._load, args=(encoder,), daemon=True).start()
+
+    def attach(self, encoder: Encoder) -> None:
+        if encoder.bits != self.index.bits:
+            raise ValueError(
+                f"the index holds {self.index.bits}-bit codes but run {encoder.workdir} makes "
+                f"{encoder.bits}-bit codes: serve it with the run that built it "
+                f"({self.index.run})."
+            )
+        self.encoder, self.encoder_state = encoder, "ready"
+
+    def _load(self, load_encoder) -> None:
+        started = time.perf_counter()
+        try:
+            self.attach(load_encoder())
+        except Exception as error:  # any failure: keep serving the index, say why uploads fail
+            self.encoder_state = f"failed: {console.one_line(error)}"
+            log.error("the run's encoder did not load (uploads answer 503): %s", error)
+            return
+        log.info(
+            "encoder of %s (step %d) ready in %.1f s: uploads are on",
+            self.encoder.workdir,
+            self.encoder.step,
+            time.perf_counter() - started,
+        )
 
     @functools.cached_property
     def ids(self) -> dict[str, int]:
@@ -132,6 +170,7 @@ class _Service:
             "size": len(index),
             "root": index.root,
             "search": encoder is not None,
+            "encoder": self.encoder_state,
             "max_k": self.limits.max_k,
             "default_k": min(self.limits.default_k, len(index)),
             "max_upload_bytes": self.limits.max_upload_bytes,
@@ -170,6 +209,11 @@ class _Service:
     def search_image(self, data: bytes, name: str, k: int) -> dict:
         started = time.perf_counter()
         if self.encoder is None:
+            if self.encoder_state == "loading":
+                raise ApiError(503, "the run's encoder is still loading: try again in seconds.")
+            if self.encoder_state.startswith("failed"):
+                reason = self.encoder_state.removeprefix("failed: ")
+                raise ApiError(503, f"this server cannot encode uploads: {reason}")
             raise ApiError(503, "this server has no encoder: start it with --workdir RUN.")
         check_image(data, self.limits)
         try:
@@ -208,7 +252,7 @@ def _web_file(name: str):
 def create_app(
     index: ImageIndex,
     *,
-    encoder: Encoder | None = None,
+    encoder: Encoder | Callable[[], Encoder] | None = None,
     search: SearchFn | None = None,
     limits: Limits = Limits(),
     index_name: str = "index",
@@ -217,7 +261,9 @@ def create_app(
     """The Starlette application over ``index`` (see the module docstring).
 
     ``encoder``: encodes uploads (None: ``/api/search`` answers 503); its code length must be
-    the index's. ``search``: default :func:`jaxhash.index_search.searcher` of the index.
+    the index's. A function returning one is run in a background thread: until it returns,
+    uploads answer 503 and everything else works. ``search``: default
+    :func:`jaxhash.index_search.searcher` of the index.
     ``threads``: searches, uploads and thumbnails computed at once (default: one per CPU core;
     more only queue on the GIL and lengthen the slowest answers).
     """
@@ -230,11 +276,6 @@ def create_app(
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    if encoder is not None and encoder.bits != index.bits:
-        raise ValueError(
-            f"the index holds {index.bits}-bit codes but run {encoder.workdir} makes "
-            f"{encoder.bits}-bit codes: serve it with the run that built it ({index.run})."
-        )
     service = _Service(index, index_name, search or searcher(index), encoder, limits)
     workers = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
 
@@ -359,22 +400,32 @@ class _RequestLog:
                 write()
 
 
+def warm_encoder(workdir: str | os.PathLike) -> Encoder:
+    """``Encoder(workdir)`` after one upload's path (decode, crop, resize, encode) has run, so
+    that the first request does not compile."""
+    from PIL import Image
+
+    encoder = Encoder(workdir)
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(blank, "PNG")
+    encoder.encode_views([encoder.view(blank)[None]])
+    return encoder
+
+
 def load_service(
     index_path: str | os.PathLike,
     workdir: str | os.PathLike | None = None,
     *,
     limits: Limits = Limits(),
     threads: int | None = None,
+    background: bool = False,
 ):
     """The application of :func:`create_app` for an index file and its run (default: the run
-    that built it), the encoder warmed up so that the first upload does not compile."""
-    from PIL import Image
-
+    that built it), warmed up (:func:`warm_encoder`); with ``background`` the run loads in a
+    background thread while the index is already served."""
     index = load_index(index_path)
-    encoder = Encoder(workdir or index.run)
-    blank = io.BytesIO()
-    Image.new("RGB", (64, 64), (128, 128, 128)).save(blank, "PNG")
-    encoder.encode_views([encoder.view(blank)[None]])  # decode, crop, resize and encode once
+    load_encoder = functools.partial(warm_encoder, workdir or index.run)
+    encoder = load_encoder if background else load_encoder()
     name = Path(index_path).name
     return create_app(index, encoder=encoder, limits=limits, index_name=name, threads=threads)
 
@@ -388,7 +439,8 @@ def serve(
     limits: Limits = Limits(),
     threads: int | None = None,
 ) -> None:
-    """Load the index and run once, then serve until interrupted (uvicorn)."""
+    """Load the index, then serve until interrupted (uvicorn); the run's encoder loads in the
+    background meanwhile (uploads answer 503 until it is ready, a few seconds)."""
     try:
         import multipart  # noqa: F401  (python-multipart, for uploads)
         import starlette  # noqa: F401
@@ -399,9 +451,9 @@ def serve(
         ) from None
 
     started = time.perf_counter()
-    app = load_service(index_path, workdir, limits=limits, threads=threads)
+    app = load_service(index_path, workdir, limits=limits, threads=threads, background=True)
     log.info(
-        "serving %s at http://%s:%d (ready in %.1f s; Ctrl-C stops)",
+        "serving %s at http://%s:%d (index ready in %.1f s, the run loading; Ctrl-C stops)",
         Path(index_path).name,
         host,
         port,
@@ -419,4 +471,5 @@ __all__ = [
     "load_service",
     "parse_k",
     "serve",
+    "warm_encoder",
 ]

@@ -10,6 +10,8 @@ import importlib.util
 import io
 import json
 import logging
+import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -309,3 +311,42 @@ def test_load_benchmark_counts_answers_and_errors(indexed, server):
     latencies, errors, seconds = asyncio.run(serve_load.load(port, good + bad + uploads, 4))
     assert len(latencies) == 43 and errors == 2 and seconds > 0
     assert all(ms > 0 for ms in latencies)
+
+
+def test_encoder_loading_in_the_background(indexed):
+    """Until the loader returns, uploads answer 503 and the index is served; a loader that
+    fails leaves uploads off with its reason."""
+    encoder, index, _ = indexed
+    release = threading.Event()
+
+    def slow_loader():
+        release.wait(60)
+        return encoder
+
+    def failing_loader():
+        raise ValueError("run folder /nowhere has no checkpoint")
+
+    upload = _multipart(index.file(0).read_bytes())
+    app = serve.create_app(index, encoder=slow_loader, limits=LIMITS)
+    with tool.running(app) as url:
+        assert _json(url, "GET", "/api/info")[1]["encoder"] == "loading"
+        status, answer = _json(url, "POST", "/api/search", *upload)
+        assert status == 503 and "still loading" in answer["error"]
+        assert _json(url, "GET", "/api/neighbors/0")[0] == 200
+        release.set()
+        deadline = time.monotonic() + 60
+        while _json(url, "GET", "/api/info")[1]["encoder"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _json(url, "GET", "/api/info")[1]["search"] is True
+        assert _json(url, "POST", "/api/search", *upload)[0] == 200
+
+    app = serve.create_app(index, encoder=failing_loader, limits=LIMITS)
+    with tool.running(app) as url:
+        deadline = time.monotonic() + 60
+        while (state := _json(url, "GET", "/api/info")[1]["encoder"]) == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert state == "failed: run folder /nowhere has no checkpoint"
+        status, answer = _json(url, "POST", "/api/search", *upload)
+        assert status == 503 and "/nowhere has no checkpoint" in answer["error"]

@@ -76,6 +76,24 @@ async function neighbors(id, path) {
   }
 }
 
+// Uploads need the run's encoder, which the server may still be loading: poll until it is.
+async function showEncoder() {
+  if (info.encoder === "loading") {
+    setStatus("loading the run's encoder: uploads work in a few seconds…");
+    setTimeout(async () => {
+      try {
+        info = await call("/api/info");
+      } catch (error) {
+        return setStatus(error.message, true);
+      }
+      if (info.encoder !== "loading") setStatus(info.search ? "ready: drop an image" : "");
+      showEncoder();
+    }, 1000);
+  } else if (!info.search) {
+    setStatus(`uploads are off (${info.encoder})`, true);
+  }
+}
+
 async function start() {
   try {
     info = await call("/api/info");
@@ -90,7 +108,7 @@ async function start() {
   $("about").title = `index root ${info.root}\nrun ${info.run}`;
   $("k").value = info.default_k;
   $("k").max = info.max_k;
-  if (!info.search) setStatus("this server cannot encode uploads; click a result instead");
+  showEncoder();
   const drop = $("drop");
   $("file").addEventListener("change", (e) => search(e.target.files[0]));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
