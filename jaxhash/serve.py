@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 THUMB_SIZE = 256
-_THUMB_CACHE = 4096
+_THUMB_CACHE = 512  # PNGs of at most THUMB_SIZE^2 RGB pixels: about 100 MB at worst
 
 
 @dataclasses.dataclass(frozen=True)
