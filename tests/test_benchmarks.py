@@ -99,10 +99,10 @@ def test_a_fast_recipe_row_with_text_targets_is_scored_by_both_relevances(tmp_pa
     out = tmp_path / "fast.json"
     args = ["--recipe", "fast", "--data", str(cifar_sample), "--out", str(out)]
     args += ["--workdir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds")]
-    small = ["model.widths=[8, 16, 16]", "batch_size=100", "eval.tta='flip'"]
+    small = ["model.widths=[8, 16, 16]", "batch_size=100", "eval.tta='none'"]
     study.main([*args, "--epochs", "0.2", "--rows", "paper,64,0,text", "--set", *small])
     (row,) = json.loads(out.read_text())
-    assert row["targets"] == "text" and row["recipe"] == "cifar100_fast" and row["tta"] == "flip"
+    assert row["targets"] == "text" and row["recipe"] == "cifar100_fast" and row["tta"] == "none"
     assert row["model"] == "fast_cnn widths 8,16,16" and row["steps"] == 1
     relevance = row["text_relevance"]
     assert set(relevance) == {"hamming", "cosine"}
