@@ -26,9 +26,9 @@ step; the loss matters at large batches (see benchmarks/losses.py).
     python -m benchmarks.train_step --models small_cnn:16 fast_cnn fast_resnet resnet18 \
         --batch 256 --dtype float32      # the fast recipe's networks beside the others
 
-``--models`` times each ``name[:width]`` at each ``--batch`` (and ``--dtype``), then prints one
-``train_step_models`` line per batch and dtype: every model's images/s and its ratio to the
-first model's, all measured in this process.
+``--models`` times each ``name[:width]`` (a fast backbone: ``name:w1,w2,w3``) at each
+``--batch`` (and ``--dtype``), then prints one ``train_step_models`` line per batch and dtype:
+every model's images/s and its ratio to the first model's, all measured in this process.
 """
 
 from __future__ import annotations
@@ -58,15 +58,21 @@ REFERENCE = "reference_naive_flax"
 SCHEDULE_STEPS = 10_000
 
 
-def make_config(model: str, width: int, batch: int, bits: int, dtype: str, stem: str):
+def make_config(
+    model: str, width: int | tuple[int, ...], batch: int, bits: int, dtype: str, stem: str
+):
     """The default config with the case's model and batch, and the loss the reference writes:
-    CE + similarity + the literal kNN KL estimate, weights 1 (``check_reference_matches``)."""
+    CE + similarity + the literal kNN KL estimate, weights 1 (``check_reference_matches``).
+    ``width``: an int, or the three stage widths of a fast backbone."""
     config = default_config()
     config.loss.w_ce = config.loss.w_sim = config.loss.w_kl = 1.0
     config.loss.kl_form = "wkv"
     config.batch_size = batch
     config.model.name = model
-    config.model.width = width
+    if isinstance(width, tuple):
+        config.model.widths = list(width)
+    else:
+        config.model.width = width
     config.model.bits = bits
     config.model.dtype = dtype
     config.model.stem = stem
@@ -151,7 +157,15 @@ def same_kl_targets(key, batch: int, bits: int) -> bool:
     return bool(jnp.all(rademacher == bernoulli))
 
 
-def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, stem: str, mesh):
+def run_case(
+    model_name: str,
+    width: int | tuple[int, ...],
+    batch: int,
+    bits: int,
+    dtype: str,
+    stem: str,
+    mesh,
+):
     config = make_config(model_name, width, batch, bits, dtype, stem)
     check_reference_matches(config)
     table, data = make_inputs(config, mesh)
@@ -243,7 +257,8 @@ def compare_models(specs: list[str], batches, bits: int, dtypes, stem: str, mesh
             speeds = {}
             for spec in specs:
                 name, _, width = spec.partition(":")
-                rows = run_case(name, int(width or 0), batch, bits, dtype, stem, mesh)
+                widths = tuple(int(w) for w in width.split(",")) if "," in width else None
+                rows = run_case(name, widths or int(width or 0), batch, bits, dtype, stem, mesh)
                 speeds[spec] = rows[1]["images_per_s"]  # jaxhash's step
             first = speeds[specs[0]]
             print(

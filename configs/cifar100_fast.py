@@ -18,9 +18,10 @@ trainer (every piece a config field):
 
 * ``model.name = "fast_cnn"``: whitening stem (2x2 patches of 5,000 training images spread
   over the split, frozen, saved with the checkpoint), three conv-pool-BN-GELU blocks at
-  widths 64 / 256 / 256, identity-initialised convolutions, BatchNorm without scale; the hash
-  layer (K bits) and the classifier reading it, as every jaxhash model. The ``gpu`` variant
-  uses ``fast_resnet`` (128 / 384 / 512 with residual conv pairs) in bfloat16.
+  widths 48 / 192 / 192 (``CPU_WIDTHS``; airbench94's are 64 / 256 / 256), identity-initialised
+  convolutions, BatchNorm without scale; the hash layer (K bits) and the classifier reading
+  it, as every jaxhash model. The ``gpu`` variant uses ``fast_resnet`` (128 / 384 / 512 with
+  residual conv pairs) in bfloat16.
 * Nesterov SGD (momentum 0.9, weight decay 5e-4) at 0.2 per 512 images, a linear warm-up over
   the first ~2 epochs, then linear decay to 0; Lookahead every 5 steps (decay 0.95^5 reached
   with a cubic ramp); label smoothing 0.2 on the cross-entropy.
@@ -29,9 +30,14 @@ trainer (every piece a config field):
 * Codes at evaluation from the mean of z over six views (image, mirror, each shifted by one
   pixel both ways), then the sign (``eval.tta = "flip_translate"``).
 
-``EPOCHS`` (CPU: 14) is what fits about 90 minutes per run on two CPU cores at the network's
-measured throughput (benchmarks/RESULTS.md, "Train step"); the ``gpu`` variant trains longer
-(``GPU_EPOCHS``). Measured rows: README ("Reproduction on CIFAR-100") and
+``EPOCHS`` (CPU: 10) and ``CPU_WIDTHS`` are what fits about 90 minutes per run on two CPU
+cores: the train step measured 201 / 109 / 70 images/s with first-stage widths 32 / 48 / 64
+(the later stages four times that), batch 256 (benchmarks/RESULTS.md, "Train step"), so 90
+minutes hold about 21 / 11 / 7 epochs. The middle width at 10 epochs (about 77 minutes of
+training and 3 of evaluation) keeps airbench's ten-epoch budget with three quarters of its
+width, rather than the full width for 7 epochs or half of it for 21. The ``gpu`` variant
+trains longer (``GPU_EPOCHS``).
+Measured rows: README ("Reproduction on CIFAR-100") and
 benchmarks/results/reproduce_cifar100_fast.json.
 """
 
@@ -39,8 +45,10 @@ from jaxhash import methods
 from jaxhash.config import default_config
 from jaxhash.semantics.known import cifar100_zero_shot_classes
 
-EPOCHS = 14.0
+EPOCHS = 10.0
 GPU_EPOCHS = 40.0
+# The CPU variant's widths: three quarters of airbench94's (benchmarks/RESULTS.md, "Train step").
+CPU_WIDTHS = [48, 192, 192]
 
 
 FLAGS = ("text", "gpu")  # trailing words of the argument, in this order
@@ -59,6 +67,7 @@ def get_config(arg: str = "paper,64"):
     c.seed = seed
     c.batch_size = 512
     c.model.name = "fast_resnet" if gpu else "fast_cnn"
+    c.model.widths = [] if gpu else list(CPU_WIDTHS)
     c.model.bits = bits
     c.model.whitening = "frozen"
     if gpu:
