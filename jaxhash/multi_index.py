@@ -182,6 +182,44 @@ class MultiIndex:
             bits[j, start : start + length] = True
         return code_words(np.packbits(bits, axis=1))
 
+    # ------------------------------------------------------------------------- storage
+
+    ARRAYS = ("starts", "lengths", "ids", "offsets", "checksum")  # the keys of to_arrays
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The tables and their checksum as arrays to save beside the codes (``np.savez``)."""
+        return {
+            "starts": self.starts,
+            "lengths": self.lengths,
+            "ids": self.ids,
+            "offsets": self.offsets,
+            "checksum": np.str_(self.checksum()),
+        }
+
+    @classmethod
+    def from_arrays(cls, codes: np.ndarray, arrays: dict, source: str) -> MultiIndex:
+        """The index saved by :meth:`to_arrays` with ``codes``; a ValueError naming ``source``
+        unless its tables are consistent and match their checksum."""
+        codes = np.asarray(codes)
+        index = cls(
+            codes,
+            8 * codes.shape[1] if codes.ndim == 2 else 0,
+            np.asarray(arrays["starts"]),
+            np.asarray(arrays["lengths"]),
+            np.asarray(arrays["ids"]),
+            np.asarray(arrays["offsets"]),
+        )
+        try:
+            index.check_consistency()
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+        if index.checksum() != str(arrays["checksum"]):
+            raise ValueError(
+                f"{source} is corrupt: its codes or multi-index tables do not match their "
+                "checksum; rebuild it (jaxhash index)."
+            )
+        return index
+
     # ------------------------------------------------------------------------- checks
 
     def checksum(self) -> str:
@@ -195,33 +233,35 @@ class MultiIndex:
     def check_consistency(self) -> None:
         """A ValueError unless shapes, dtypes and bucket boundaries fit together (a cheap
         O(m 2^s) check; the checksum catches the rest)."""
-        n = len(self)
-        expected = choose_substrings(self.bits, n, self.num_tables)
         problems = []
-        if self.codes.dtype != np.uint8 or self.bits != 8 * self.codes.shape[1]:
-            problems.append("codes are not uint8 [N, bits / 8]")
-        if not all(
-            np.array_equal(a, b) for a, b in zip(expected, (self.starts, self.lengths), strict=True)
-        ):
-            problems.append("substring layout differs from the one the tables were built with")
-        if self.ids.dtype != np.uint32 or self.ids.shape != (self.num_tables, n):
-            problems.append(f"ids are not uint32 [{self.num_tables}, {n}]")
-        if self.offsets.dtype != np.uint32 or self.offsets.shape != (self.table_base[-1],):
-            problems.append("offsets have the wrong size")
+        if self.codes.dtype != np.uint8 or self.codes.ndim != 2 or len(self) == 0:
+            problems.append("codes are not uint8 [N, bytes] with N >= 1")
+        elif self.bits != 8 * self.codes.shape[1]:
+            problems.append(f"bits={self.bits} is not 8 x the codes' {self.codes.shape[1]} bytes")
         else:
-            for j in range(self.num_tables):
-                bounds = self.offsets[self.table_base[j] : self.table_base[j + 1]]
-                if (
-                    bounds[0] != 0
-                    or bounds[-1] != n
-                    or np.any(np.diff(bounds.astype(np.int64)) < 0)
-                ):
-                    problems.append(f"table {j}'s bucket offsets are not 0..{n} ascending")
+            expected = choose_substrings(self.bits, len(self), self.num_tables)
+            layout = (self.starts, self.lengths)
+            if not all(np.array_equal(a, b) for a, b in zip(expected, layout, strict=True)):
+                problems.append("the substring layout is not the one the tables were built with")
+        if not problems:
+            problems = self._table_problems()
         if problems:
             raise ValueError(
                 f"the multi-index is inconsistent ({'; '.join(problems)}): rebuild it "
                 "(MultiIndex.build(codes), or jaxhash index)."
             )
+
+    def _table_problems(self) -> list[str]:
+        n, problems = len(self), []
+        if self.ids.dtype != np.uint32 or self.ids.shape != (self.num_tables, n):
+            problems.append(f"ids are not uint32 [{self.num_tables}, {n}]")
+        if self.offsets.dtype != np.uint32 or self.offsets.shape != (self.table_base[-1],):
+            return [*problems, "the bucket offsets have the wrong size"]
+        for j in range(self.num_tables):
+            bounds = self.offsets[self.table_base[j] : self.table_base[j + 1]].astype(np.int64)
+            if bounds[0] != 0 or bounds[-1] != n or np.any(np.diff(bounds) < 0):
+                problems.append(f"table {j}'s bucket offsets are not 0..{n} ascending")
+        return problems
 
     def _check_queries(self, queries) -> np.ndarray:
         queries = np.ascontiguousarray(np.asarray(check_packed(queries, "queries")))
@@ -235,12 +275,16 @@ class MultiIndex:
 
     # ------------------------------------------------------------------------- search
 
-    def search(self, queries, k: int, *, impl: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries, k: int, *, exclude_self: bool = False, impl: str = "auto"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest codes of each query by Hamming distance, ties to the lower index.
 
         Args:
           queries: packed codes ``uint8 [Q, B]`` with the index's B.
-          k: ``1 <= k <= N``.
+          k: ``1 <= k <= N`` (``N - 1`` with ``exclude_self``).
+          exclude_self: the queries are the database (``Q == N``); query i never returns
+            index i (the top k + 1, less i).
           impl: "numpy", "numba" (:mod:`jaxhash.kernels.multi_index_probe`) or "auto" (numba
             when it is installed). Same result.
 
@@ -249,12 +293,26 @@ class MultiIndex:
           :func:`jaxhash.retrieval.hamming_topk` returns them.
         """
         queries = self._check_queries(queries)
-        k = check_k(k, len(self), False)
+        if exclude_self and len(queries) != len(self):
+            raise ValueError(
+                "exclude_self=True means the queries are the database, so they must have as "
+                f"many rows; got {len(queries)} queries and {len(self)} database rows."
+            )
+        k = check_k(k, len(self) - int(exclude_self), exclude_self)
+        wanted = k + int(exclude_self)
         if _resolve_impl(impl) == "numba":
             from jaxhash.kernels import multi_index_probe
 
-            return multi_index_probe.topk(self, queries, k)
-        return self._search_numpy(queries, k)
+            distances, indices = multi_index_probe.topk(self, queries, wanted)
+        else:
+            distances, indices = self._search_numpy(queries, wanted)
+        if exclude_self:
+            drop = indices == np.arange(len(queries))[:, None]
+            drop[~drop.any(axis=1), -1] = True
+            keep = ~drop
+            distances = distances[keep].reshape(-1, k)
+            indices = indices[keep].reshape(-1, k)
+        return distances, indices
 
     def range_search(self, queries, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every code within Hamming distance ``radius`` (``0 <= radius <= K``) of each query:

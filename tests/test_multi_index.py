@@ -51,6 +51,21 @@ def test_search_equals_brute_force(kind, impl):
         assert d.dtype == i.dtype == np.int32
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_exclude_self_equals_hamming_topk(impl):
+    database = _codes(np.random.default_rng(9), "duplicates", 500, 8)
+    index = MultiIndex.build(database)
+    for k in (1, 20, 499):
+        d, i = index.search(database, k, exclude_self=True, impl=impl)
+        expected = retrieval.hamming_topk(database, database, k, exclude_self=True)
+        np.testing.assert_array_equal(d, np.asarray(expected[0]))
+        np.testing.assert_array_equal(i, np.asarray(expected[1]))
+    with pytest.raises(ValueError, match="1 <= k <= 499"):
+        index.search(database, 500, exclude_self=True)
+    with pytest.raises(ValueError, match="queries are the database"):
+        index.search(database[:5], 2, exclude_self=True)
+
+
 def test_ties_break_as_hamming_topk():
     rng = np.random.default_rng(3)
     database = _codes(rng, "duplicates", 4000, 8)
