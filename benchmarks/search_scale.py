@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.metadata
+import importlib.util
 import time
 
 import numpy as np
@@ -159,7 +160,10 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
             rows.append(emit("search_scale", "faiss_IndexBinaryFlat", ref_shape, flat_ms,
                              reference, flat_ms, speedup_vs_jaxhash_brute_force=round(
                                  brute_ms / flat_ms, 3), **common))  # fmt: skip
-        impls = ["numba"] + (["numpy"] if args.numpy else [])
+        has_numba = importlib.util.find_spec("numba") is not None
+        impls = (["numba"] if has_numba else []) + (
+            ["numpy"] if args.numpy or not has_numba else []
+        )
         for impl in impls:
             ms = time_fn(functools.partial(index.search, impl=impl), queries, k, **SLOW)
             ms /= args.queries
@@ -172,7 +176,7 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
                              speedup_vs_jaxhash_brute_force=round(brute_ms / ms, 3),
                              speedup_vs_faiss_flat_best=_ratio(best_flat_ms, ms),
                              **memory, **common))  # fmt: skip
-            if impl == "numba":
+            if impl == impls[0]:
                 exact_all = d
         for factory, (peer, peer_build_s) in peers.items():
             default_ms = time_fn(peer.search, queries, k, **SLOW) / args.queries
