@@ -34,6 +34,7 @@ import argparse
 import functools
 import importlib.metadata
 import importlib.util
+import json
 import time
 
 import numpy as np
@@ -192,6 +193,44 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
     return rows
 
 
+def _times(x: float) -> str:
+    return f"{x:,.1f}x" if x >= 1 else f"{x:.2f}x"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per size, kind and k, the multi-index's speed-ups and the peers' recall
+    (ratios of per-query times; FAISS's flat index at its faster thread count)."""
+    lines = [
+        "| codes | kind | k | multi-index x jaxhash brute force | x FAISS flat | build s "
+        "| tables / codes | FAISS approximate: x FAISS flat (recall@k) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    cases = {}
+    for row in rows:
+        shape = row["shape"]
+        cases.setdefault((shape["rows"], shape["kind"], shape["k"]), {})[row["impl"]] = row
+    for (size, kind, k), impls in sorted(cases.items()):
+        mih = impls.get("multi_index") or impls.get("multi_index_numpy")
+        if mih is None:
+            continue
+        flat = min(
+            impls[name]["median_ms"]
+            for name in ("faiss_IndexBinaryFlat", "faiss_IndexBinaryFlat_1thread")
+            if name in impls
+        )
+        peers = ", ".join(
+            f"{name[6:]} {_times(flat / r['median_ms'])} ({r['recall']:.2f})"
+            for name, r in impls.items()
+            if name.startswith("faiss_B") and r.get("recall") is not None
+        )
+        lines.append(
+            f"| {size:.0e} | {kind} | {k} | {_times(mih['speedup_vs_jaxhash_brute_force'])} "
+            f"| {_times(flat / mih['median_ms'])} | {mih['build_s']:.1f} "
+            f"| {mih['memory_ratio']:.2f} | {peers or '-'} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
@@ -208,7 +247,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--numpy", action="store_true", help="also time the NumPy path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="20,000 codes, 50 queries")
+    parser.add_argument("--table", nargs="+", metavar="JSONL", help="print the table of results")
     args = parser.parse_args(argv)
+    if args.table:
+        rows = [json.loads(line) for path in args.table for line in open(path) if line.strip()]
+        print(table(rows))
+        return rows
     if args.bits % 8:
         parser.error("--bits must be a multiple of 8")
     if args.quick:
