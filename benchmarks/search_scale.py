@@ -35,6 +35,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
+import math
 import time
 
 import numpy as np
@@ -193,6 +194,11 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
     return rows
 
 
+def _count(n: int) -> str:
+    power = round(math.log10(n))
+    return f"10^{power}" if 10**power == n else f"{n:,}"
+
+
 def _times(x: float) -> str:
     return f"{x:,.1f}x" if x >= 1 else f"{x:.2f}x"
 
@@ -224,7 +230,7 @@ def table(rows: list[dict]) -> str:
             if name.startswith("faiss_B") and r.get("recall") is not None
         )
         lines.append(
-            f"| {size:.0e} | {kind} | {k} | {_times(mih['speedup_vs_jaxhash_brute_force'])} "
+            f"| {_count(size)} | {kind} | {k} | {_times(mih['speedup_vs_jaxhash_brute_force'])} "
             f"| {_times(flat / mih['median_ms'])} | {mih['build_s']:.1f} "
             f"| {mih['memory_ratio']:.2f} | {peers or '-'} |"
         )

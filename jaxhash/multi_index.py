@@ -18,9 +18,9 @@ that the id arrays stay within twice the packed codes. Substring j covers bits
 ``[start_j, start_j + K_j)`` (K split as evenly as possible); only its first
 ``s_j = min(K_j, floor(log2 N), 32)`` bits are indexed, which binds only where the ``K / 16``
 cap does (pigeonhole holds for any disjoint bit sets), and so that the tables stay within
-``MEMORY_BUDGET`` (2.5) times the packed codes for K >= 16. Rounding m up rather than to the
-nearest (the paper's ``K / log2 N``) measured faster on 64-bit codes: m = 4 beat m = 3 at 10^6
-codes by 1.3-3x, as the 3 substrings would each have lost 2-3 bits to the cap.
+``MEMORY_BUDGET`` (2.5) times the packed codes for K >= 16. m is rounded up rather than to the
+nearest (the paper's ``K / log2 N``): on 64-bit codes at 10^6, 3 substrings would each lose 2-3
+bits to the cap, and 4 full ones searched faster (benchmarks/RESULTS.md).
 
 **Layout** (no Python object per code): per table, ``ids[j]`` (uint32 [N]) lists the database
 rows sorted by their table-j key (stably: ascending row within a key) and the key's bucket is
@@ -109,8 +109,14 @@ def code_words(codes: np.ndarray) -> np.ndarray:
     return codes.view(np.uint64) if codes.shape[1] % 8 == 0 else codes
 
 
+_BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
+
+
 def _popcount_rows(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
+    """Bits set per row of ``x [R, W]`` (``np.bitwise_count`` from NumPy 2.0, else a table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
+    return _BYTE_POPCOUNT[np.ascontiguousarray(x).view(np.uint8)].sum(axis=1, dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
