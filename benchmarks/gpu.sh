@@ -28,7 +28,9 @@
 #     (benchmarks/losses.py; the [B, B] reference up to 16,384);
 #  5. the ResNet-18 CIFAR train step, batch 512, bfloat16: naive Flax and jaxhash
 #     (benchmarks/train_step.py), then PyTorch eager and torch.compile on the same batch
-#     (benchmarks/train_step_torch.py, given the naive Flax time for its speedup).
+#     (benchmarks/train_step_torch.py, given the naive Flax time for its speedup);
+#  6. the fast recipe's networks (fast_resnet, fast_cnn) beside ResNet-18, batch 512, bfloat16
+#     (benchmarks/train_step.py --models): images/s and the ratios, same process.
 set -uo pipefail
 smoke="${JAXHASH_GPU_SMOKE:-0}"
 if [[ "${1:-}" == "--smoke" ]]; then smoke=1; fi
@@ -80,6 +82,7 @@ if ((smoke)); then
   search=(--queries 16 --rows 4096)
   loss=(--batch 128 --reference-max 128)
   resnet=(--batch 8 --dtype float32)
+  fast=(--batch 8 --dtype float32)
 else
   timeout 80 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels.py tests/test_knn.py \
     2>&1 | tail -15 | tee "$out/tests.log"
@@ -87,6 +90,7 @@ else
   search=(--full)
   loss=(--batch 4096 16384 65536 --reference-max 16384)
   resnet=(--batch 512 --dtype bfloat16)
+  fast=(--batch 512 --dtype bfloat16)
 fi
 
 step knn 50 python3 -m benchmarks.knn "${knn[@]}" --variants jaxhash_xla jaxhash_pallas
@@ -108,6 +112,8 @@ PY
 )
 # shellcheck disable=SC2086  # $reference is two flag pairs, or empty
 step train_step_torch 110 python3 -m benchmarks.train_step_torch "${resnet[@]}" $reference
+step train_step_fast 90 python3 -m benchmarks.train_step --models fast_resnet fast_cnn resnet18 \
+  "${fast[@]}"
 
 # Summary; a full run appends every line, with date and commit, to the results file.
 results=""

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The ResNet-18 CIFAR-100 study (configs/cifar100.py, 200 epochs) on a GPU machine that has
+# The CIFAR-100 study on a GPU: the ResNet-18 recipe (configs/cifar100.py, 200 epochs), or with
+# RECIPE=fast the fast recipe's gpu variant (configs/cifar100_fast.py, ROWS such as
+# "paper,64,0,gpu"), on a GPU machine that has
 # no TensorFlow and takes the repository in copies of at most 64 MiB: the CIFAR-100 .npz
 # (184 MB) travels in three parts, and the rows train with config.data.reader="numpy".
 #
@@ -15,13 +17,15 @@
 # The joined .npz is checked against the sha256 before any training. A rerun on the same
 # machine continues a row from its last checkpoint (--time-limit stops a run with one).
 #
-# Environment: ROWS (default "paper,64,0"; space-separated study specs), EPOCHS (default: the
-# recipe's 200; a row records its epochs), MINUTES (training time per run, default 7.5: with
+# Environment: RECIPE (resnet18, the default, or fast), ROWS (default "paper,64,0", with
+# RECIPE=fast "paper,64,0,gpu"; space-separated study specs), EPOCHS (default: the recipe's;
+# a row records its epochs), MINUTES (training time per run, default 7.5: with
 # start-up, compilation, evaluation and the copies, under 10 minutes), OUT (where rows, logs
 # and the environment go; default /tmp/jaxhash_gpu_study), STUDY_DIR (run folders and the
 # joined .npz; default /tmp/jaxhash_study). Rows already in
-# benchmarks/results/reproduce_cifar100_resnet18.json are skipped; new ones land in
-# $OUT/reproduce_cifar100_resnet18.json (copy it back into benchmarks/results/), with each
+# benchmarks/results/reproduce_cifar100_<recipe>.json are skipped (the fast recipe's GPU rows:
+# reproduce_cifar100_fast_gpu.json); new ones land in $OUT under the same name (copy it back
+# into benchmarks/results/), with each
 # run's metrics.jsonl (its train lines hold the images per second).
 set -uo pipefail
 mode="${1:-run}"
@@ -30,7 +34,12 @@ parts_dir=.gpu_data
 part_bytes=$((59 * 1024 * 1024)) # three parts; one, the repository and the wheel fit in 64 MiB
 out="${OUT:-/tmp/jaxhash_gpu_study}"
 study="${STUDY_DIR:-/tmp/jaxhash_study}"
-results=benchmarks/results/reproduce_cifar100_resnet18.json
+recipe="${RECIPE:-resnet18}"
+case "$recipe" in
+  resnet18) results=benchmarks/results/reproduce_cifar100_resnet18.json default_rows="paper,64,0" ;;
+  fast) results=benchmarks/results/reproduce_cifar100_fast_gpu.json default_rows="paper,64,0,gpu" ;;
+  *) echo "gpu_study: RECIPE must be resnet18 or fast; got $recipe" && exit 2 ;;
+esac
 
 if [[ "$mode" == "--pack" ]]; then
   npz="${2:?usage: gpu_study.sh --pack CIFAR100.npz}"
@@ -58,12 +67,12 @@ fi
   python3 -c "import jax, jaxlib; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, jax.devices())"
 } 2>&1 | tee "$out/env.log"
 
-rows=(${ROWS:-paper,64,0})
+rows=(${ROWS:-$default_rows})
 epochs=()
 if [[ -n "${EPOCHS:-}" ]]; then epochs=(--epochs "$EPOCHS"); fi
 minutes="${MINUTES:-7.5}"
 npz="$study/cifar100.npz"
-rows_out="$study/rows.json"
+rows_out="$study/rows_$recipe.json"
 if [[ "$mode" == "--smoke" ]]; then
   npz="$study/smoke.npz" results="$out/smoke_rows.json" rows_out="$study/smoke_rows.json"
   epochs=(--epochs 0.5) minutes=10
@@ -99,7 +108,7 @@ fi
 runs="$study/runs"
 if [[ "$mode" == "--smoke" ]]; then runs="$study/runs_smoke"; fi
 if [[ -f "$results" && ! -f "$rows_out" ]]; then cp "$results" "$rows_out"; fi
-python3 -m benchmarks.reproduce_cifar100 --recipe resnet18 --reader numpy --data "$npz" \
+python3 -m benchmarks.reproduce_cifar100 --recipe "$recipe" --reader numpy --data "$npz" \
   --workdir "$runs" --out "$rows_out" --time-limit "$minutes" "${epochs[@]}" \
   --rows "${rows[@]}" 2>&1 | tee "$out/study.log"
 status=${PIPESTATUS[0]} # 3: stopped by the time limit with a checkpoint; rerun to continue

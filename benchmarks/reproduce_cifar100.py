@@ -37,24 +37,30 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
 from benchmarks.common import device_name
 from jaxhash import train
-from jaxhash.config import load_config_file
+from jaxhash.config import apply_overrides, load_config_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Recipes: the config file, and the plan's epochs (screen, main rows; no screen: None).
 RECIPES = {
     "cpu": ("cifar100_cpu.py", 5.0, 15.0),  # the small CNN, width 16, batch 256
     "resnet18": ("cifar100.py", None, 200.0),  # ResNet-18, bf16, batch 512: a GPU or TPU
+    "fast": ("cifar100_fast.py", None, None),  # airbench-shaped net and recipe: its EPOCHS
 }
+# Recipes whose plan adds the class-description (sentence-embedding) target row.
+TEXT_ROWS = {"fast"}
 
 
 class Unfinished(Exception):
     """A row stopped by the time limit (its checkpoints are kept; a rerun continues it)."""
+
+
 # The screen, most informative rows first (weights of the per-bit forms are per bit).
 SCREEN = (
     "ce_sim",
@@ -75,12 +81,22 @@ SCREEN = (
 )
 
 
-def plan_rows(winner: str, epochs: float) -> list[tuple[str, float]]:
-    """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method."""
-    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in ("ce", "ce_sim", winner)]
+def plan_rows(winner: str, epochs: float | None, text: bool = False) -> list[tuple[str, float]]:
+    """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method;
+    ``text`` adds the winner with class-description targets (``configs/cifar100_fast.py``)."""
+    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in (winner, "ce", "ce_sim")]
     rows += [f"{winner},{bits},0" for bits in (16, 32)]
     rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
+    if text:
+        rows.insert(1, f"{winner},64,0,text")
     return [(spec, epochs) for spec in rows]
+
+
+# Rows also scored with the class-description similarity as graded relevance (``text_relevance``
+# in the row): the text-target row and the WordNet-target row it is compared with.
+def scores_text_relevance(spec: str) -> bool:
+    method, bits, seed, *rest = spec.split(",")
+    return bits == "64" and seed == "0" and "zeroshot" not in rest and method.startswith("paper")
 
 
 def screen_winner(rows: list[dict], config_file: str, epochs: float) -> str | None:
@@ -138,9 +154,13 @@ def run_row(
     config_file: str = "cifar100_cpu.py",
     time_limit_s: float | None = None,
     reader: str = "tfds",
+    text_relevance_too: bool = False,
+    overrides: Sequence[str] = (),
 ) -> dict:
-    """Train and evaluate one row; return its JSON object (Unfinished: out of time)."""
+    """Train and evaluate one row; return its JSON object (Unfinished: out of time).
+    ``overrides``: ``key.path=value`` changes of the config (smoke runs)."""
     config = load_config_file(f"{CONFIGS / config_file}:{spec}")
+    apply_overrides(config, overrides)
     config.data.manual_dir = data
     config.data.reader = reader
     if epochs is not None:
@@ -155,23 +175,26 @@ def run_row(
         raise Unfinished(f"{spec}: stopped at step {int(state.step)} by the time limit")
     method, bits, seed, *rest = spec.split(",")
     hamming = _pick(report["metrics"])
+    text_relevance = None
+    if text_relevance_too:
+        text_relevance = _text_relevance(config, run_dir)
     rows = report["rows"]
     real = {n: _pick(r["summary"]) for n, r in rows.items() if n not in ("hamming", "random_codes")}
     gap = {k: round(v - hamming[k], 6) for k, v in real.get("cosine", {}).items() if k in hamming}
     return {
         "method": method,
         "kl_form": config.loss.kl_form if config.loss.w_kl else None,
-        "weights": {
-            name: float(config.loss[f"w_{name}"]) for name in ("ce", "sim", "kl", "quant")
-        },
+        "weights": {name: float(config.loss[f"w_{name}"]) for name in ("ce", "sim", "kl", "quant")},
         "hash_activation": config.model.hash_activation,
         "bits": int(bits),
         "seed": int(seed),
-        "protocol": "zero_shot" if rest else "database_is_query",
+        "protocol": "zero_shot" if "zeroshot" in rest else "database_is_query",
         "epochs": float(config.train.epochs),
         "steps": int(state.step),
         "batch_size": int(config.batch_size),
-        "model": f"{config.model.name} width {config.model.width}",
+        "model": _model_name(config.model),
+        "recipe": Path(config_file).stem,
+        "tta": config.eval.tta,
         "wall_s": round(wall, 1),
         "device": device_name(),
         "devices": jax.device_count(),
@@ -182,10 +205,38 @@ def run_row(
         "real_valued": real,
         "gap_cosine_minus_hamming": gap,
         "random_codes": _pick(rows.get("random_codes", {}).get("summary", {})),
+        "targets": config.loss.similarity,
+        "text_relevance": text_relevance,
         "train_log": _last_train_log(run_dir),
         "config": f"configs/{config_file}:{spec}",
         "reader": reader,
     }
+
+
+def _model_name(model) -> str:
+    if model.widths:
+        return f"{model.name} widths {','.join(str(w) for w in model.widths)}"
+    if model.name in ("fast_cnn", "fast_resnet"):
+        from jaxhash.models import FAST_WIDTHS
+
+        return f"{model.name} widths {','.join(str(w) for w in FAST_WIDTHS[model.name])}"
+    return f"{model.name} width {model.width}"
+
+
+def _text_relevance(config, run_dir: Path) -> dict:
+    """The run's last checkpoint scored with the class-description similarity as graded
+    relevance (``eval.similarity = "text"``): Hamming and cosine mAHP@k, mAP@k, ...; its report
+    goes to ``run_dir/text_relevance``."""
+    from jaxhash import checkpoints
+    from jaxhash.model_eval import Evaluator
+
+    config = config.copy_and_resolve_references()
+    config.eval.similarity = "text"
+    setup = checkpoints.restore_run(config, run_dir)
+    evaluator = Evaluator(setup.config, setup.info, setup.model, setup.mesh)
+    report = evaluator.evaluate(setup.state, run_dir / "text_relevance")
+    rows = report["rows"]
+    return {name: _pick(rows[name]["summary"]) for name in ("hamming", "cosine") if name in rows}
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -279,6 +330,13 @@ def main(argv: list[str] | None = None) -> None:
         default="tfds",
         help="config.data.reader: numpy reads the .npz without TensorFlow (rows in file order)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        dest="overrides",
+        help="key.path=value config changes of every row (for smoke runs: rows keep their spec)",
+    )
     parser.add_argument("--table", action="store_true", help="print the table of --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -316,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
                 config_file=config_file,
                 time_limit_s=left,
                 reader=args.reader,
+                text_relevance_too=args.recipe in TEXT_ROWS and scores_text_relevance(spec),
+                overrides=args.overrides,
             )
             rows = load_rows(out)
             rows = [r for r in rows if (r["config"], r["epochs"]) != (row["config"], row["epochs"])]
@@ -332,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
                 winner = winner or screen_winner(load_rows(out), config_file, screen_epochs)
             winner = winner or "paper"
             print(f"main rows with {winner}", flush=True)
-            run(plan_rows(winner, main_epochs))
+            run(plan_rows(winner, main_epochs, text=args.recipe in TEXT_ROWS))
     except Unfinished as stop:
         print(f"{stop}: rerun the same command to continue.", flush=True)
         sys.exit(3)

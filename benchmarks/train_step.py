@@ -23,11 +23,18 @@ step; the loss matters at large batches (see benchmarks/losses.py).
     python -m benchmarks.train_step          # small CNN, width 16 and 32, batch 128 and 256
     python -m benchmarks.train_step --full   # adds ResNet-18 at batch 512, bfloat16 and float32
     python -m benchmarks.train_step --resnet-only --batch 8 --dtype float32   # a CPU check
+    python -m benchmarks.train_step --models small_cnn:16 fast_cnn fast_resnet resnet18 \
+        --batch 256 --dtype float32      # the fast recipe's networks beside the others
+
+``--models`` times each ``name[:width]`` at each ``--batch`` (and ``--dtype``), then prints one
+``train_step_models`` line per batch and dtype: every model's images/s and its ratio to the
+first model's, all measured in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -39,7 +46,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from benchmarks.common import emit, time_fn
+from benchmarks.common import device_name, emit, time_fn
 from benchmarks.losses import reference_hashing
 from benchmarks.random_data import NUM_CLASSES, train_step_inputs
 from jaxhash import parallel, train
@@ -179,7 +186,7 @@ def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, ste
     shape = {
         "model": model_name,
         "stem": stem,
-        "width": width or (32 if model_name == "small_cnn" else 64),
+        "width": _width(config.model),
         "batch": batch,
         "bits": bits,
         "dtype": dtype,
@@ -219,6 +226,43 @@ def run_case(model_name: str, width: int, batch: int, bits: int, dtype: str, ste
     return rows
 
 
+def _width(model) -> int | list[int]:
+    """The case's width as the model sees it (the fast nets: their three stage widths)."""
+    from jaxhash.models import FAST_WIDTHS
+
+    if model.name in FAST_WIDTHS:
+        return list(model.widths or FAST_WIDTHS[model.name])
+    return model.width or (32 if model.name == "small_cnn" else 64)
+
+
+def compare_models(specs: list[str], batches, bits: int, dtypes, stem: str, mesh) -> None:
+    """Each ``name[:width]`` of ``specs`` timed at each batch and dtype, then a summary line
+    of their images/s and the ratio to the first model's (same process, same batch)."""
+    for batch in batches:
+        for dtype in dtypes:
+            speeds = {}
+            for spec in specs:
+                name, _, width = spec.partition(":")
+                rows = run_case(name, int(width or 0), batch, bits, dtype, stem, mesh)
+                speeds[spec] = rows[1]["images_per_s"]  # jaxhash's step
+            first = speeds[specs[0]]
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "train_step_models",
+                        "device": device_name(),
+                        "jax_version": jax.__version__,
+                        "batch": batch,
+                        "bits": bits,
+                        "dtype": dtype,
+                        "images_per_s": speeds,
+                        f"ratio_to_{specs[0]}": {k: round(v / first, 3) for k, v in speeds.items()},
+                    }
+                ),
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[128, 256])
@@ -238,8 +282,18 @@ def main(argv: list[str] | None = None) -> None:
         default=["bfloat16", "float32"],
         help="ResNet-18 compute dtypes",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="name[:width] of each model to compare at --batch and --dtype, e.g. small_cnn:16 "
+        "fast_cnn fast_resnet resnet18",
+    )
     args = parser.parse_args(argv)
     mesh = parallel.make_mesh()
+    if args.models:
+        compare_models(args.models, args.batch, args.bits, args.dtype, args.stem, mesh)
+        return
     if args.resnet_only:
         cases = [
             ("resnet18", 0, batch, dtype, args.stem) for batch in args.batch for dtype in args.dtype

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -323,6 +324,23 @@ class RunSetup(NamedTuple):
     restored_step: int | None  # the checkpoint's step; None when workdir has none yet
 
 
+def with_whitening(config, state: TrainState, optimizer) -> TrainState:
+    """``state`` with the whitening stem set from ``config.model.whitening_images`` training
+    images (``jaxhash.data.first_train_images``, ``jaxhash.models.whitening_kernel``) and the
+    optimiser state made anew from those parameters; checkpoints then hold the kernel."""
+    from jaxhash import data
+
+    images = data.first_train_images(
+        config, int(config.model.whitening_images), "config.model.whitening_images"
+    )
+    kernel = models.whitening_kernel(images)
+    sharding = jax.tree_util.tree_leaves(state.params)[0].sharding  # replicated
+    local = jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), state.params)
+    params = jax.device_put(models.set_whitening({"params": local}, kernel)["params"], sharding)
+    opt_state = jax.device_put(optimizer.init(params), sharding)
+    return state.replace(params=params, opt_state=opt_state)
+
+
 def restore_run(config, workdir: str | os.PathLike, *, mesh: Mesh | None = None) -> RunSetup:
     """Data info, model, optimiser, checkpoint manager and newest state of a run folder.
 
@@ -339,10 +357,14 @@ def restore_run(config, workdir: str | os.PathLike, *, mesh: Mesh | None = None)
     info = data.get_dataset_info(config)
     steps = total_steps(config, info)
     model = build_model(config, len(info.class_names))
-    optimizer = make_optimizer(config.optim, steps)
+    whitened = models.needs_whitening(model)
+    frozen = ("whiten/kernel",) if whitened and config.model.whitening == "frozen" else ()
+    optimizer = make_optimizer(config.optim, steps, frozen)
     state = create_state(config, model, optimizer, info.image_shape, mesh)
     manager = checkpoint_manager(workdir, config, last_step=steps)
     restored = restore_latest(manager, state)
+    if restored is None and whitened:  # a fresh run: the stem from the training images
+        state = with_whitening(config, state, optimizer)
     return RunSetup(
         config=config,
         info=info,

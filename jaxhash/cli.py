@@ -8,6 +8,7 @@ jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and
 jaxhash search --queries q.npy --database db.npy|INDEX.npz --k 10 --out result.npz
 jaxhash index --workdir DIR --images FOLDER --out INDEX.npz [--faiss [FACTORY]]  image codes
 jaxhash query --index INDEX.npz --image FILE [--k 10] [--out grid.png]  nearest indexed files
+jaxhash serve --index INDEX.npz [--workdir DIR] [--host 127.0.0.1] [--port 8000]  web page + API
 
 ``--set`` overrides config fields: ``key.path=value`` items, each value a Python literal, else
 a string; repeated ``--set`` flags add up (``--set model.bits=32 data.mean="(0.5, 0.5, 0.5)"
@@ -263,6 +264,35 @@ def _query(args: argparse.Namespace) -> None:
     print(f"picture: {result.picture}")
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="index file of jaxhash index")
+    parser.add_argument("--workdir", default=None, help="encoding run (default: the index's)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
+    parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest image")
+    parser.add_argument("--max-k", type=int, default=100, help="most results per search")
+    parser.add_argument("--threads", type=int, default=None, help="searches at once (cores)")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from jaxhash import serve
+
+    limits = serve.Limits(
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_k=args.max_k,
+    )
+    serve.serve(
+        args.index,
+        workdir=args.workdir,
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        threads=args.threads,
+    )
+
+
 COMMANDS: list[Command] = [
     Command("demo", "train + evaluate the demo (no download)", _demo_arguments, _train),
     Command("train", "train (resumes) and evaluate", _train_arguments, _train),
@@ -271,6 +301,7 @@ COMMANDS: list[Command] = [
     Command("search", "Hamming top-k of packed codes", _search_arguments, _search),
     Command("index", "encode a folder of images into an index", _index_arguments, _index),
     Command("query", "nearest indexed images of an image", _query_arguments, _query),
+    Command("serve", "web page and JSON API over an index", _serve_arguments, _serve),
 ]
 
 

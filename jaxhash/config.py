@@ -39,10 +39,17 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 256  # global, over all devices and hosts
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "small_cnn"  # small_cnn, resnet18, resnet50
+    c.model.name = "small_cnn"  # small_cnn, resnet18, resnet50, fast_cnn, fast_resnet
     c.model.bits = 64
     c.model.stem = "cifar"  # cifar (32x32) or imagenet (224x224)
     c.model.width = 0  # 0: the backbone's default
+    # fast_cnn / fast_resnet: the three stage widths ([]: 64, 256, 256 / 128, 384, 512).
+    c.model.widths = []
+    # fast_cnn / fast_resnet: the whitening stem, set on a fresh run from whitening_images
+    # training images spread over the split and saved with the checkpoints: "frozen" (as
+    # airbench) or "trained".
+    c.model.whitening = "frozen"
+    c.model.whitening_images = 5000
     c.model.hash_activation = "linear"  # linear or tanh
     c.model.classifier_input = "codes"  # codes (bottleneck, the paper) or features
     c.model.dtype = "float32"  # float32 or bfloat16 (compute; parameters stay float32)
@@ -56,7 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss.w_kl = methods.PAPER_KL[1]
     c.loss.w_quant = 0.0
     c.loss.w_balance = 0.0
-    c.loss.similarity = "lcs_height"  # class similarity of the hierarchy: lcs_height, wup, path
+    # Class similarity: of the hierarchy (lcs_height, wup, path) or "text", the sentence
+    # embeddings of class descriptions (jaxhash.semantics.class_text; the "text" extra).
+    c.loss.similarity = "lcs_height"
     c.loss.normalize = "mean"  # mean, row, none
     c.loss.power = 2.0
     c.loss.kl_form = methods.PAPER_KL[0]  # wkv (the paper's literal estimate), sphere, corner,
@@ -75,6 +84,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.nesterov = True
     c.optim.weight_decay = 5e-4
     c.optim.warmup_steps = 100
+    c.optim.schedule = "cosine"  # after the warm-up: cosine or linear decay to 0
+    # Lookahead (jaxhash.state.lookahead): every N updates the weights move to slow weights
+    # averaged with decay growing as lookahead_decay * (t / T)^3 (0: off; airbench: 5, 0.95^5).
+    c.optim.lookahead_every = 0
+    c.optim.lookahead_decay = 0.95**5
     c.optim.backbone_lr_scale = 1.0  # < 1: a lower learning rate for the backbone
     c.optim.grad_clip = 0.0  # 0: no clipping
 
@@ -95,10 +109,14 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.map_k = 250
     c.eval.mahp_k = 250
     c.eval.ties = "stable"
-    c.eval.similarity = "lcs_height"  # class similarity for mAHP@k (Barz & Denzler)
+    c.eval.similarity = "lcs_height"  # class similarity for mAHP@k (Barz & Denzler), or text
     c.eval.rankings = ["hamming", "cosine"]
     c.eval.batch_size = 0  # 0: config.batch_size
     c.eval.baseline = True
+    # Test-time augmentation: codes are sign of the mean z over the views: "none", "flip"
+    # (image and mirror) or "flip_translate" (and both shifted by 1 pixel up-left and
+    # down-right, reflect-padded; airbench's level 2).
+    c.eval.tta = "none"
 
     c.distributed = ml_collections.ConfigDict()
     c.distributed.initialize = False  # call jax.distributed.initialize() before training
@@ -132,7 +150,13 @@ def data_defaults() -> ml_collections.ConfigDict:
     # "auto" (pad-crop-flip for the 32x32 data sets, random-resized-crop-flip otherwise),
     # "none", "crop_flip" or "resized_crop_flip"; True / False mean "auto" / "none".
     d.augment = "auto"
-    d.crop_padding = 4  # pixels of zero padding before the random crop of "crop_flip"
+    d.crop_padding = 4  # pixels of padding before the random crop of "crop_flip"
+    # "zeros" or "reflect" (mirror the border; in-memory 32x32 data, e.g. the fast recipe).
+    d.crop_padding_mode = "zeros"
+    # Flips of "crop_flip": "random" (each epoch anew) or "alternating" (a random half in
+    # even epochs, the other half in odd ones: every image seen both ways every two epochs;
+    # airbench); "alternating" needs in-memory data.
+    d.flip = "random"
     d.crop_scale = [0.08, 1.0]  # area fraction range of "resized_crop_flip"
     d.crop_ratio = [3 / 4, 4 / 3]  # aspect-ratio range of "resized_crop_flip"
     # Central crop side / shorter image side at evaluation (None: 1.0 for "crop_flip" data,
@@ -274,19 +298,24 @@ def apply_overrides(config, overrides) -> None:
 
 
 CHOICES = {
-    "model.name": ("small_cnn", "resnet18", "resnet50"),
+    "model.name": ("small_cnn", "resnet18", "resnet50", "fast_cnn", "fast_resnet"),
+    "model.whitening": ("frozen", "trained"),
+    "optim.schedule": ("cosine", "linear"),
+    "eval.tta": ("none", "flip", "flip_translate"),
+    "data.crop_padding_mode": ("zeros", "reflect"),
+    "data.flip": ("random", "alternating"),
     "model.stem": ("cifar", "imagenet"),
     "model.hash_activation": ("linear", "tanh"),
     "model.classifier_input": ("codes", "features"),
     "model.dtype": ("float32", "bfloat16"),
-    "loss.similarity": ("lcs_height", "wup", "path"),
+    "loss.similarity": ("lcs_height", "wup", "path", "text"),
     "loss.normalize": ("mean", "row", "none"),
     "loss.knn": ("global", "per_device"),
     "loss.kl_form": ("wkv", "sphere", "corner", "smoothed_prior", "marginal"),
     "optim.name": ("sgd", "adamw"),
     "eval.protocol": ("database_is_query", "query_database", "zero_shot"),
     "eval.ties": ("stable", "random", "expected"),
-    "eval.similarity": ("lcs_height", "wup", "path"),
+    "eval.similarity": ("lcs_height", "wup", "path", "text"),
     "data.name": DATASETS,
     "data.image_dtype": ("float32", "bfloat16"),
     "data.hierarchy": ("wordnet", "two_level"),
@@ -408,6 +437,8 @@ _DATA_RULES = {
     "shuffle_buffer": lambda k, v: _int(k, v, minimum=1),
     "augment": _augment,
     "crop_padding": lambda k, v: _int(k, v, minimum=0),
+    "crop_padding_mode": _choice,
+    "flip": _choice,
     "crop_scale": _range,
     "crop_ratio": _range,
     "eval_crop_fraction": lambda k, v: _number(k, v, 0, 1, optional=True),
@@ -499,6 +530,7 @@ RANGES = {
     "seed": (0, False),
     "model.bits": (1, False),
     "model.width": (0, False),
+    "model.whitening_images": (1, False),
     "loss.w_ce": (0.0, False),
     "loss.w_sim": (0.0, False),
     "loss.w_kl": (0.0, False),
@@ -514,6 +546,8 @@ RANGES = {
     "optim.momentum": (0.0, False),
     "optim.weight_decay": (0.0, False),
     "optim.warmup_steps": (0, False),
+    "optim.lookahead_every": (0, False),
+    "optim.lookahead_decay": (0.0, False),
     "optim.backbone_lr_scale": (0.0, False),
     "optim.grad_clip": (0.0, False),
     "train.steps": (0, False),
@@ -526,7 +560,7 @@ RANGES = {
     "eval.mahp_k": (1, False),
     "eval.batch_size": (0, False),
 }
-BELOW_ONE = ("loss.label_smoothing", "optim.momentum")  # must also be < 1
+BELOW_ONE = ("loss.label_smoothing", "optim.momentum", "optim.lookahead_decay")  # must also be < 1
 
 
 def _check_ranges(config) -> None:

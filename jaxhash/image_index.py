@@ -102,7 +102,7 @@ class Encoder:
     """A run folder's newest checkpoint as an image-file encoder (its evaluation view)."""
 
     def __init__(self, workdir: str | os.PathLike):
-        from jaxhash import checkpoints
+        from jaxhash import checkpoints, test_time_augmentation
         from jaxhash.data.preprocess import image_dtype
 
         workdir = Path(workdir)
@@ -124,12 +124,7 @@ class Encoder:
         self.mean, self.std, self.dtype = source.mean, source.std, image_dtype(source.config)
         self.batch_size = int(run.config.eval.batch_size or run.config.batch_size)
         self._run = run
-        model = run.model
-
-        def z(variables, images):
-            return model.apply(variables, images, train=False)["z"]
-
-        self._z = z
+        self._z = test_time_augmentation.encoder(run.model, run.config.eval.tta)
 
     def view(self, path: str | os.PathLike) -> np.ndarray:
         """float32 ``[S, S, 3]`` in [0, 255]: the cropped, resized file (ValueError: unreadable)."""

@@ -28,8 +28,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxhash import test_time_augmentation
 from jaxhash.parallel import DATA_AXIS, process_concat, process_mesh
 from jaxhash.retrieval_grid import RetrievalGrid, evaluation_grid
+from jaxhash.semantics import class_text
 
 
 def report_dir(workdir: str | os.PathLike, step: int) -> Path:
@@ -75,10 +77,8 @@ class Evaluator:
         self.config, self.info, self.model, self.mesh = config, info, model, mesh
         self._similarity = None  # [C, C] class similarity of config.eval.similarity, once
 
-        def z(variables, images):  # one function object: retrieval.encode compiles it once
-            return model.apply(variables, images, train=False)["z"]
-
-        self._z = z
+        # One function object: retrieval.encode compiles it once.
+        self._z = test_time_augmentation.encoder(model, config.eval.tta)
 
     def encode(self, variables, split: str, subset: str = "all"):
         """Outputs z ``[N, K]`` (float32), labels ``[N]`` (None for caption data), example ids
@@ -124,10 +124,10 @@ class Evaluator:
         )
 
     def class_similarity(self) -> np.ndarray | None:
-        """``[C, C]`` similarity of ``config.eval.similarity`` (None: no hierarchy)."""
-        hierarchy = self.info.hierarchy
-        if self._similarity is None and hierarchy is not None:
-            self._similarity = hierarchy.similarity(self.config.eval.similarity)
+        """``[C, C]`` similarity of ``config.eval.similarity`` (None: a hierarchy's kind and
+        no hierarchy; ``jaxhash.semantics.class_text``)."""
+        if self._similarity is None:
+            self._similarity = class_text.class_similarity(self.info, self.config.eval.similarity)
         return self._similarity
 
     def evaluate(

@@ -7,6 +7,12 @@ z in R^K (the codes are sign(z)) -> class logits. Backbones:
   32x32 inputs) or the ImageNet stem (7x7/2 conv + 3x3/2 max-pool, for 224x224).
 * ``small_cnn``: a fast CNN for CPUs in the spirit of the fastest CIFAR trainers (Page's
   ResNet-9 / Jordan's airbench): conv-BN-GELU blocks with max-pooling, three stages.
+* ``fast_cnn`` / ``fast_resnet``: the network shapes of Jordan's fast CIFAR trainers
+  (airbench94 / airbench96, arXiv 2404.00498), for the fast recipe (``configs/cifar100_fast.py``):
+  a frozen 2x2 whitening stem computed from the training images (:func:`whitening_kernel`),
+  then three blocks of conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (``fast_resnet``
+  adds a second conv pair with a skip), identity-initialised convolutions, BatchNorm without
+  a learned scale, a global max-pool.
 
 Parameters are float32; ``dtype=jnp.bfloat16`` computes activations in bfloat16 (the heads'
 outputs are returned in float32, and the losses work in float32 anyway).
@@ -127,11 +133,122 @@ class SmallCNN(nn.Module):
         return jnp.max(x, axis=(1, 2))
 
 
+def identity_conv_init(base: Callable | None = None) -> Callable:
+    """Conv kernel ``[kh, kw, in, out]`` initialiser: output channel ``i < min(in, out)`` is
+    the identity of input channel ``i`` (a centred Dirac), the others are ``base``'s draws
+    (default: LeCun normal).
+
+    airbench's convolutions start as identities (PyTorch ``dirac_`` on the first ``in``
+    filters), so a deep stack starts close to passing its input through.
+    """
+
+    draw = base or nn.initializers.lecun_normal()
+
+    def init(key, shape, dtype=jnp.float32):
+        kh, kw, cin, cout = shape
+        kernel = draw(key, shape, dtype)
+        n = min(cin, cout)
+        kernel = kernel.at[:, :, :, :n].set(0.0)
+        channels = jnp.arange(n)
+        return kernel.at[kh // 2, kw // 2, channels, channels].set(1.0)
+
+    return init
+
+
+# The whitening stem: patches of WHITEN_PATCH x WHITEN_PATCH pixels, 2 * 3 * 2 * 2 = 24 outputs.
+WHITEN_PATCH = 2
+WHITEN_EPS = 5e-4
+
+
+def whitening_kernel(images, patch: int = WHITEN_PATCH, eps: float = WHITEN_EPS) -> jax.Array:
+    """Conv kernel ``[p, p, C, 2 p^2 C]`` that whitens the ``p x p`` patches of ``images``.
+
+    With the patch covariance ``Sigma = V diag(lambda) V^T`` (patches of ``images`` ``[N, H, W,
+    C]``, flattened in the kernel's ``(y, x, c)`` order), filter ``j`` is
+    ``v_j / sqrt(lambda_j + eps)`` and filter ``j + p^2 C`` its negation, so that a GELU after
+    the stem keeps both signs of every whitened direction (airbench, arXiv 2404.00498).
+    """
+    x = jnp.asarray(images, jnp.float32)
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"whitening needs images [N, H, W, C] with N >= 1; got {x.shape}.")
+    _, h, w, c = x.shape
+    rows = [
+        x[:, dy : h - patch + 1 + dy, dx : w - patch + 1 + dx, :]
+        for dy in range(patch)
+        for dx in range(patch)
+    ]
+    patches = jnp.stack(rows, axis=3).reshape(-1, patch * patch * c)  # (y, x, c) order
+    patches = patches - patches.mean(axis=0)
+    covariance = patches.T @ patches / patches.shape[0]
+    eigenvalues, eigenvectors = jnp.linalg.eigh(covariance)
+    filters = eigenvectors / jnp.sqrt(jnp.maximum(eigenvalues, 0.0) + eps)
+    kernel = filters.reshape(patch, patch, c, patch * patch * c)
+    return jnp.concatenate([kernel, -kernel], axis=-1)
+
+
+class FastCNN(nn.Module):
+    """The backbone of the fast recipe (airbench94 / airbench96 shapes): ``[B, H, W, 3]`` ->
+    features ``[B, widths[-1]]``.
+
+    Whitening stem (2x2 conv, no padding, 24 channels, its kernel set from the data by
+    :func:`whitening_kernel`) -> GELU -> per width: conv3x3 -> max-pool 2 -> BN -> GELU ->
+    conv3x3 -> BN -> GELU (``residual``: then conv3x3 -> BN -> GELU -> conv3x3 -> BN -> GELU
+    added to the block's first activation) -> global max-pool. Convolutions have no bias and
+    start as identities; BatchNorm has no scale (airbench freezes it at 1), momentum 0.6 in
+    PyTorch's convention.
+    """
+
+    widths: Sequence[int] = (64, 256, 256)
+    residual: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        conv = functools.partial(
+            nn.Conv,
+            kernel_size=(3, 3),
+            use_bias=False,
+            kernel_init=identity_conv_init(),
+            dtype=self.dtype,
+        )
+        norm = functools.partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=0.4,  # running = 0.4 running + 0.6 batch
+            epsilon=1e-5,
+            use_scale=False,
+            dtype=self.dtype,
+        )
+        channels = 2 * WHITEN_PATCH * WHITEN_PATCH * x.shape[-1]
+        x = nn.Conv(
+            channels,
+            (WHITEN_PATCH, WHITEN_PATCH),
+            padding="VALID",
+            dtype=self.dtype,
+            name="whiten",
+        )(x)
+        x = nn.gelu(x)
+        for width in self.widths:
+            x = conv(width)(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = nn.gelu(norm()(x))
+            y = nn.gelu(norm()(conv(width)(x)))
+            if self.residual:
+                y = x + nn.gelu(norm()(conv(width)(y)))
+            x = y
+        return jnp.max(x, axis=(1, 2))
+
+
 BACKBONES = {
     "resnet18": functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=ResNetBlock),
     "resnet50": functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock),
     "small_cnn": SmallCNN,
+    "fast_cnn": functools.partial(FastCNN, residual=False),
+    "fast_resnet": functools.partial(FastCNN, residual=True),
 }
+# Stage widths of the fast backbones (model.widths = [] takes these): airbench94's and a
+# 96-class shape (airbench96's widths, its residual conv pairs).
+FAST_WIDTHS = {"fast_cnn": (64, 256, 256), "fast_resnet": (128, 384, 512)}
 
 
 class HashingModel(nn.Module):
@@ -186,6 +303,7 @@ def create_model(
     *,
     stem: str = "cifar",
     width: int | None = None,
+    widths: Sequence[int] = (),
     hash_activation: str = "linear",
     classifier_input: str = "codes",
     dtype: Any = jnp.float32,
@@ -193,13 +311,28 @@ def create_model(
     """A :class:`HashingModel` with backbone ``name`` in ``BACKBONES``.
 
     ``stem`` ("cifar" or "imagenet") and ``width`` apply to the ResNets; ``width`` to the small
-    CNN scales its three stages (default 32, 64, 128).
+    CNN scales its three stages (default 32, 64, 128); ``widths`` (three stage widths, empty:
+    :data:`FAST_WIDTHS`) to the fast backbones.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(BACKBONES)}.")
     if not isinstance(bits, int) or bits < 1:
         raise ValueError(f"bits must be a positive int; got {bits!r}.")
-    if name == "small_cnn":
+    widths = tuple(widths)
+    if name in FAST_WIDTHS:
+        widths = widths or FAST_WIDTHS[name]
+        if len(widths) != 3 or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(
+                f"model.widths must list 3 positive stage widths for {name}; got "
+                f"{list(widths)} (e.g. {list(FAST_WIDTHS[name])}, or [] for those)."
+            )
+        backbone = BACKBONES[name](widths=widths, dtype=dtype)
+    elif widths:
+        raise ValueError(
+            f"model.widths sets the stages of {sorted(FAST_WIDTHS)}; {name} takes model.width "
+            "instead: set model.widths = []."
+        )
+    elif name == "small_cnn":
         widths = (32, 64, 128) if width is None else (width, 2 * width, 4 * width)
         backbone = SmallCNN(widths=widths, dtype=dtype)
     else:
@@ -212,6 +345,27 @@ def create_model(
         classifier_input=classifier_input,
         dtype=dtype,
     )
+
+
+def needs_whitening(model: HashingModel) -> bool:
+    """Whether ``model``'s backbone has a whitening stem to set from data."""
+    return isinstance(model.backbone, FastCNN)
+
+
+def set_whitening(variables, kernel) -> dict:
+    """``variables`` with the whitening stem's kernel replaced by ``kernel``
+    (:func:`whitening_kernel`); its bias is reset to 0."""
+    params = variables["params"]
+    stem = params["backbone"]["whiten"]
+    if stem["kernel"].shape != kernel.shape:
+        raise ValueError(
+            f"whitening kernel of shape {kernel.shape} does not fit the stem's "
+            f"{stem['kernel'].shape}."
+        )
+    kernel = jnp.asarray(kernel, stem["kernel"].dtype)
+    stem = {"kernel": kernel, "bias": jnp.zeros_like(stem["bias"])}
+    backbone = {**params["backbone"], "whiten": stem}
+    return {**variables, "params": {**params, "backbone": backbone}}
 
 
 # XLA compiles an initialiser's random draws (one inlined copy of threefry's rounds per

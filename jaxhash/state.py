@@ -10,7 +10,8 @@ Below everything that trains (``train``), restores (``checkpoints``) or evaluate
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -72,6 +73,7 @@ def build_model(config, num_classes: int) -> models.HashingModel:
         num_classes,
         stem=config.model.stem,
         width=config.model.width or None,
+        widths=tuple(config.model.widths),
         hash_activation=config.model.hash_activation,
         classifier_input=config.model.classifier_input,
         dtype=jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32,
@@ -91,8 +93,18 @@ def total_steps(config, info) -> int:
 
 
 def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
-    """Linear warm-up to ``optim.learning_rate``, then cosine decay to 0 at ``total_steps``."""
+    """Linear warm-up to ``optim.learning_rate``, then decay to 0 at ``total_steps``: cosine
+    (``optim.schedule = "cosine"``) or linear ("linear", the fast CIFAR trainers' shape)."""
     warmup = min(int(optim.warmup_steps), max(total_steps - 1, 0))
+    if optim.schedule == "linear":
+        peak = float(optim.learning_rate)
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, peak, max(warmup, 1)),
+                optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1)),
+            ],
+            [warmup],
+        )
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=float(optim.learning_rate),
@@ -102,8 +114,67 @@ def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
     )
 
 
-def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
-    """SGD with momentum or AdamW, warm-up + cosine, optionally a lower backbone rate."""
+class LookaheadState(NamedTuple):
+    count: jax.Array  # int32 [], updates seen
+    slow: Any  # the slow weights (a copy of the parameters' tree)
+
+
+def lookahead(every: int, decay: float, total_steps: int) -> optax.GradientTransformation:
+    """Lookahead (Zhang et al., 2019) as the fast CIFAR trainers schedule it: every ``every``
+    updates the slow weights move to ``slow <- d_t slow + (1 - d_t) fast`` and the parameters
+    jump to them; ``d_t = decay (t / T)^3`` grows from 0 to ``decay`` over the ``T =
+    total_steps`` updates (airbench, arXiv 2404.00498), and the last update ends on the slow
+    weights.
+
+    It rewrites the update so that ``params + update`` is the synchronised value, so the
+    parameters stay a plain tree (the train state, checkpoints and evaluation are unchanged;
+    ``optax.lookahead`` would carry a fast/slow pair instead). Chain it after the optimiser;
+    a mask of frozen leaves may follow.
+    """
+
+    def init(params):
+        return LookaheadState(jnp.zeros((), jnp.int32), jax.tree_util.tree_map(jnp.copy, params))
+
+    def update(updates, state, params):
+        if params is None:
+            raise ValueError("lookahead needs the parameters: call update(updates, state, params).")
+        count = state.count + 1
+        sync = (count % every == 0) | (count == total_steps)
+        fraction = jnp.minimum(count / total_steps, 1.0).astype(jnp.float32)
+        d = jnp.where(count == total_steps, 1.0, decay * fraction**3)
+
+        def leaf(update, param, slow):
+            fast = param + update
+            synced = d * slow + (1.0 - d) * fast
+            new_slow = jnp.where(sync, synced, slow)
+            return jnp.where(sync, synced - param, update).astype(update.dtype), new_slow
+
+        pairs = jax.tree_util.tree_map(leaf, updates, params, state.slow)
+        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+        new_updates = jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair)
+        slow = jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair)
+        return new_updates, LookaheadState(count, slow)
+
+    return optax.GradientTransformation(init, update)
+
+
+def frozen_mask(params, frozen: Sequence[str]) -> Any:
+    """Bool tree over ``params``: True for the leaves whose path ``a/b/c`` ends with one of
+    ``frozen`` (e.g. ``"whiten/kernel"``)."""
+
+    def leaf(path, _):
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        return any(name == f or name.endswith("/" + f) for f in frozen)
+
+    return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def make_optimizer(
+    optim, total_steps: int, frozen: Sequence[str] = ()
+) -> optax.GradientTransformation:
+    """SGD with momentum or AdamW, warm-up + cosine or linear decay, optionally a lower
+    backbone rate and Lookahead (``optim.lookahead_every``). Parameters named in ``frozen``
+    (path suffixes, :func:`frozen_mask`) are never updated."""
     schedule = learning_rate_schedule(optim, total_steps)
 
     def base(scale: float) -> optax.GradientTransformation:
@@ -117,17 +188,23 @@ def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
 
     chain = [optax.clip_by_global_norm(float(optim.grad_clip))] if optim.grad_clip else []
     if float(optim.backbone_lr_scale) == 1.0:
-        return optax.chain(*chain, base(1.0))
+        chain.append(base(1.0))
+    else:
 
-    def labels(params):
-        return {name: ("backbone" if name == "backbone" else "heads") for name in params}
+        def labels(params):
+            return {name: ("backbone" if name == "backbone" else "heads") for name in params}
 
-    return optax.chain(
-        *chain,
-        optax.multi_transform(
-            {"backbone": base(float(optim.backbone_lr_scale)), "heads": base(1.0)}, labels
-        ),
-    )
+        chain.append(
+            optax.multi_transform(
+                {"backbone": base(float(optim.backbone_lr_scale)), "heads": base(1.0)}, labels
+            )
+        )
+    if optim.lookahead_every:
+        every = int(optim.lookahead_every)
+        chain.append(lookahead(every, float(optim.lookahead_decay), total_steps))
+    if frozen:  # last: a frozen leaf keeps its bits (Lookahead's average would round them)
+        chain.append(optax.masked(optax.set_to_zero(), lambda p: frozen_mask(p, frozen)))
+    return optax.chain(*chain)
 
 
 def create_state(config, model, optimizer, image_shape, mesh: Mesh) -> TrainState:

@@ -51,6 +51,7 @@ from jaxhash import checkpoints, diagnostics, losses
 from jaxhash.config import config_changes, validate_config
 from jaxhash.model_eval import Evaluator
 from jaxhash.parallel import DATA_AXIS, initialize_distributed
+from jaxhash.semantics import class_text
 from jaxhash.state import STATE_TREES, TrainState, finite_trees, learning_rate_schedule
 from jaxhash.workdir_lock import run_lock
 
@@ -305,6 +306,8 @@ def _class_distances(config, info) -> np.ndarray | None:
     """``[C, C]`` class distances for the similarity loss (None: caption targets or no w_sim)."""
     if not config.loss.w_sim or (info.has_captions and config.data.caption_embeddings):
         return None
+    if config.loss.similarity == class_text.TEXT:
+        return 1.0 - class_text.class_similarity(info, config.loss.similarity)
     if info.hierarchy is None:
         raise ValueError(
             f"data set {info.name!r} has no class hierarchy for the similarity loss: set "

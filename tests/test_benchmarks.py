@@ -93,6 +93,23 @@ def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
         assert name in row["train_log"], name
 
 
+def test_a_fast_recipe_row_with_text_targets_is_scored_by_both_relevances(tmp_path, cifar_sample):
+    """The fast recipe's row with class-description targets: trained, then scored with the
+    WordNet similarity and again with the class-description similarity as graded relevance."""
+    out = tmp_path / "fast.json"
+    args = ["--recipe", "fast", "--data", str(cifar_sample), "--out", str(out)]
+    args += ["--workdir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds")]
+    small = ["model.widths=[8, 16, 16]", "batch_size=100", "eval.tta='flip'"]
+    study.main([*args, "--epochs", "0.2", "--rows", "paper,64,0,text", "--set", *small])
+    (row,) = json.loads(out.read_text())
+    assert row["targets"] == "text" and row["recipe"] == "cifar100_fast" and row["tta"] == "flip"
+    assert row["model"] == "fast_cnn widths 8,16,16" and row["steps"] == 1
+    relevance = row["text_relevance"]
+    assert set(relevance) == {"hamming", "cosine"}
+    assert 0 < relevance["hamming"]["mAHP@250"] <= 1
+    assert relevance["hamming"]["mAHP@250"] != row["metrics"]["mAHP@250"]  # another relevance
+
+
 def test_reproduction_rejects_a_missing_data_file(tmp_path):
     with pytest.raises(SystemExit):
         study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "o.json")])

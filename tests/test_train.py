@@ -348,6 +348,9 @@ def test_cli_evaluate_encode_search(uninterrupted, tmp_path, capsys):
         "cifar100.py:32",
         "cifar100.py:64",
         "cifar100_zeroshot.py",
+        "cifar100_fast.py:paper,64,0",
+        "cifar100_fast.py:ce_sim,16,2,zeroshot",
+        "cifar100_fast.py:ce,32,1,gpu",
         "imagenet100.py:64",
         "captions.py",
     ],
@@ -359,6 +362,42 @@ def test_every_config_file_validates(spec):
     path = Path(__file__).resolve().parents[1] / "configs" / spec
     config = config_lib.validate_config(config_lib.load_config_file(str(path)))
     assert config.model.bits in (16, 32, 64)
+
+
+def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(data_dir, tmp_path):
+    """A fresh run sets the whitening stem from the first training images; the frozen kernel is
+    the same after training and in the checkpoint, and reopening the run reads no training
+    data to get it."""
+    from jaxhash import data, models
+
+    config = _quick(data_dir)
+    fast = {
+        "model.name": "fast_cnn",
+        "model.width": 0,
+        "model.widths": [8, 16, 16],
+        "model.whitening_images": 200,
+        "optim.schedule": "linear",
+        "optim.lookahead_every": 2,
+        "data.crop_padding": 2,
+        "data.crop_padding_mode": "reflect",
+        "data.flip": "alternating",
+        "eval.tta": "flip_translate",
+    }
+    config_lib.apply_overrides(config, [f"{k}={v!r}" for k, v in fast.items()])
+    state, report = train.run(config, tmp_path, progress=False)
+    assert np.isfinite(report["metrics"]["mAP@50"])
+    expected = models.whitening_kernel(data.first_train_images(config, 200))
+    kernel = np.asarray(state.params["backbone"]["whiten"]["kernel"])
+    np.testing.assert_array_equal(kernel, np.asarray(expected))
+    assert np.any(np.asarray(state.params["backbone"]["whiten"]["bias"]))  # the bias trains
+
+    def no_training_images(*args, **kwargs):
+        raise AssertionError("a restored run read training images")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "first_train_images", no_training_images)
+        restored = checkpoints.restore_run(config, tmp_path).state
+    np.testing.assert_array_equal(restored.params["backbone"]["whiten"]["kernel"], kernel)
 
 
 def test_per_device_kl_alone():

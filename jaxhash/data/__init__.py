@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from jaxhash.data.memory import example_uniforms
     from jaxhash.data.pipeline import (
         eval_batches,
+        first_train_images,
         host_eval_batches,
         host_train_batches,
         prefetch,
@@ -44,7 +45,14 @@ if TYPE_CHECKING:
 # e.g. an accelerator image.
 _LAZY = {
     **dict.fromkeys(
-        ("eval_batches", "host_eval_batches", "host_train_batches", "prefetch", "train_iterator"),
+        (
+            "eval_batches",
+            "first_train_images",
+            "host_eval_batches",
+            "host_train_batches",
+            "prefetch",
+            "train_iterator",
+        ),
         "pipeline",
     ),
     "example_uniforms": "memory",
@@ -218,6 +226,7 @@ __all__ = [
     "default_config",
     "eval_batches",
     "example_uniforms",
+    "first_train_images",
     "get_dataset_info",
     "host_eval_batches",
     "host_range",

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from jaxhash.data import augment
-from jaxhash.data.preprocess import Fields, finish
+from jaxhash.data.preprocess import Fields, alternate_flips, finish
 from jaxhash.data.sharding import STRING, host_range
 
 
@@ -108,12 +108,15 @@ def train_batch_fn(source, host: int, hosts: int, batch: int) -> Callable[[int],
         raise ValueError(f"no training examples in {split!r}.")
     perms = _Permutations(len(pool), seed, 0)  # one global order for all hosts
     fields = Fields(source)
+    alternating = source.config.flip == "alternating"
 
     def fetch(step: int) -> dict[str, np.ndarray]:
         position = step * batch * hosts + host * batch + np.arange(batch, dtype=np.int64)
         epochs, offsets = np.divmod(position, len(pool))
         ids = pool[perms.take(epochs, offsets)]
         u = example_uniforms(seed, epochs, ids)
+        if alternating:
+            u = alternate_flips(u, seed, epochs, ids)
         return finish(source, _rows(fields, data, ids, np.ones(batch, bool), u), train=True)
 
     return fetch
@@ -139,6 +142,25 @@ def eval_batch_fn(source, split, subset, host, hosts, batch) -> tuple[Callable[[
         return finish(source, _rows(fields, data, ids, valid, u), train=False)
 
     return fetch, num_batches
+
+
+def spread_rows(source, split, subset: str, count: int, batch: int = 1000) -> np.ndarray:
+    """Images ``[n, S, S, 3]`` of ``n = min(count, N)`` rows evenly spread over the ``N``
+    examples of ``split``'s ``subset`` (all classes alike, whatever the order of the data),
+    as evaluation sees them (no augmentation, normalised)."""
+    data = source.load(split)
+    pool = source.pool(split, subset)
+    if len(pool) == 0:
+        raise ValueError(f"split {split!r} of {source.name} has no examples in subset {subset!r}.")
+    positions = np.unique(np.linspace(0, len(pool) - 1, min(count, len(pool))).astype(np.int64))
+    fields = Fields(source)
+    out = []
+    for start in range(0, len(positions), batch):
+        ids = pool[positions[start : start + batch]]
+        valid = np.ones(len(ids), bool)
+        u = np.zeros((len(ids), augment.NUM_UNIFORMS), np.float32)
+        out.append(finish(source, _rows(fields, data, ids, valid, u), train=False)["image"])
+    return np.concatenate(out).astype(np.float32, copy=False)
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int, ahead: int) -> Iterator:

@@ -30,7 +30,8 @@ import numpy as np
 
 from jaxhash.data import sources
 from jaxhash.data.config import data_config
-from jaxhash.data.memory import eval_batch_fn, ordered_map, train_batch_fn
+from jaxhash.data.memory import eval_batch_fn, ordered_map, spread_rows, train_batch_fn
+from jaxhash.data.preprocess import check_train_augmentation
 from jaxhash.data.sharding import (
     STRING,
     check_divisible,
@@ -58,6 +59,7 @@ def _check_start(start_step) -> int:
 def _train_batches(cfg, start_step, process_index, process_count, finish=None) -> Iterator:
     """This host's training batches from ``start_step``, each passed through ``finish``."""
     source = sources.open_source(cfg)
+    check_train_augmentation(source)
     host, hosts, _ = processes(process_index, process_count)
     batch = host_batch(cfg.global_batch_size, hosts, "config.data.global_batch_size")
     start_step = _check_start(start_step)
@@ -114,6 +116,36 @@ def host_eval_batches(
     """
     cfg = data_config(config)
     return _eval_batches(cfg, split, batch_size, subset, process_index, process_count)
+
+
+def first_train_images(config, count: int, what: str = "the whitening stem") -> np.ndarray:
+    """``count`` training images ``[n, S, S, 3]`` (n <= count) of the classes training sees,
+    as evaluation sees them (no augmentation, normalised): rows evenly spread over the split
+    for in-memory data (every class, whatever the order of the file), the first rows of a
+    streamed split.
+
+    Every host reads the same rows, so statistics computed from them (the fast backbones'
+    whitening stem, ``jaxhash.models.whitening_kernel``) agree across hosts.
+    """
+    cfg = data_config(config)
+    source = sources.open_source(cfg)
+    try:
+        if source.in_memory:
+            return spread_rows(source, source.train_split, "seen", count)
+        batches = _eval_batches(cfg, source.train_split, min(count, 1000), "seen", 0, 1)
+    except ValueError as error:
+        raise ValueError(f"{what} needs training images: {error}") from None
+    images, have = [], 0
+    try:
+        for item in batches:
+            rows = np.asarray(item["image"], np.float32)[np.asarray(item["mask"])]
+            images.append(rows[: count - have])
+            have += len(images[-1])
+            if have >= count:
+                break
+    finally:
+        batches.close()
+    return np.concatenate(images)
 
 
 def _padded_stream(iterator, num_batches: int | None, sync: bool):

@@ -61,20 +61,57 @@ def image_dtype(config):
     return ml_dtypes.bfloat16 if config.image_dtype == "bfloat16" else np.float32
 
 
-def pad_crop_flip(images: np.ndarray, u: np.ndarray, padding: int) -> np.ndarray:
+def pad_crop_flip(
+    images: np.ndarray, u: np.ndarray, padding: int, mode: str = "zeros"
+) -> np.ndarray:
     """ "crop_flip" at the native size as integer gathers, ``[B, H, W, C]`` -> same shape:
-    the NumPy form of :func:`jaxhash.data.augment.pad_crop_flip`."""
+    the NumPy form of :func:`jaxhash.data.augment.pad_crop_flip` (``mode="zeros"``), or with
+    the border mirrored (``"reflect"``, NumPy's ``np.pad`` mode: the edge pixel not
+    repeated)."""
     _, h, w, _ = images.shape
     span = np.float32(2.0 * padding + 1.0)
     dy = np.floor(u[:, augment.U_DY] * span).astype(np.int64)
     dx = np.floor(u[:, augment.U_DX] * span).astype(np.int64)
     flip = u[:, augment.U_FLIP] < 0.5
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    padded = np.pad(images, pads, mode="reflect" if mode == "reflect" else "constant")
     out = np.empty_like(images)
     for i, (y, x) in enumerate(zip(dy, dx, strict=True)):  # slices: 3x a fancy-index gather
         crop = padded[i, y : y + h, x : x + w]
         out[i] = crop[:, ::-1] if flip[i] else crop
     return out
+
+
+def check_train_augmentation(source) -> None:
+    """A ValueError when the augmentation options ask for what ``source``'s training batches
+    cannot give: reflect padding needs in-memory arrays cropped at their own size ("crop_flip"),
+    alternating flips need in-memory data (its per-example epochs)."""
+    cfg = source.config
+    exact = source.in_memory and source.image_kind == "array" and source.style == "crop_flip"
+    if cfg.crop_padding_mode == "reflect" and not exact:
+        raise ValueError(
+            "config.data.crop_padding_mode='reflect' needs in-memory images cropped at their own "
+            f"size (augment 'crop_flip'); {source.name} gives {source.style!r} crops "
+            f"{'in memory' if source.in_memory else 'streamed'}: set data.in_memory=True and "
+            "data.augment='crop_flip', or crop_padding_mode='zeros'."
+        )
+    if cfg.flip == "alternating" and not source.in_memory:
+        raise ValueError(
+            "config.data.flip='alternating' needs in-memory data (data.in_memory=True); "
+            f"{source.name} is streamed here: set data.flip='random' or data.in_memory=True."
+        )
+
+
+def alternate_flips(u: np.ndarray, seed: int, epochs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``u`` with its flip column set for alternating flips: example ``i`` is mirrored in
+    epoch ``e`` when ``(v_i < 1/2) xor (e odd)``, ``v_i`` a uniform of (seed, id) alone."""
+    from jaxhash.data.memory import example_uniforms
+
+    first = example_uniforms(seed, np.zeros_like(epochs), ids, count=1)[:, 0] < 0.5
+    flip = first ^ (np.asarray(epochs) % 2 == 1)
+    u = u.copy()
+    u[:, augment.U_FLIP] = np.where(flip, 0.25, 0.75)
+    return u
 
 
 def normalize(images: np.ndarray, mean, std, dtype) -> np.ndarray:
@@ -120,7 +157,8 @@ def _images(source, images: np.ndarray, u: np.ndarray, train: bool) -> np.ndarra
             return np.stack(list(pool.map(lambda r, v: _one_image(source, r, v, train), images, u)))
     same_size = images.shape[1:3] == (size, size)
     if train and source.style == "crop_flip" and same_size:  # exact integer shifts
-        return pad_crop_flip(images, u, source.config.crop_padding)
+        cfg = source.config
+        return pad_crop_flip(images, u, cfg.crop_padding, cfg.crop_padding_mode)
     if not train and same_size and source.eval_crop_fraction == 1.0:
         return images  # the whole image at its size: nothing to resample
     n, h, w = images.shape[:3]

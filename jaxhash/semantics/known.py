@@ -290,6 +290,12 @@ def cifar100_synsets() -> dict[str, str]:
     return mapping
 
 
+@functools.cache
+def cifar100_definitions() -> dict[str, str]:
+    """CIFAR-100 class name -> the WordNet 3.0 gloss of its synset (label order)."""
+    return {row[1]: row[4] for row in _tsv_rows("cifar100_synsets.tsv")}
+
+
 def build_cifar100_wordnet(wordnet=None, tree_rule: str = CIFAR100_TREE_RULE) -> ClassHierarchy:
     """The CIFAR-100 WordNet tree built from WordNet itself (needs WordNet; see cifar100())."""
     synsets = cifar100_synsets()
