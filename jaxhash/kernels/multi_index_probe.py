@@ -10,6 +10,8 @@ query stops once its k-th distance is at most ``m * rho + j``.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -28,7 +30,6 @@ def _popcount(x):
     return np.int64((x * _H01) >> np.uint64(56))
 
 
-@numba.njit(parallel=True, cache=True)
 def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out_d, out_i):
     num_tables = lengths.shape[0]
     width = words.shape[1]
@@ -85,6 +86,15 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
             rho += 1
 
 
+# One thread per query for batches; a few queries (a server's requests, each from its own
+# thread) run serially, and batches one at a time: numba's "workqueue" threading layer, the one
+# available everywhere, aborts when parallel kernels are launched from several threads at once.
+_topk_serial = numba.njit(cache=True)(_topk)
+_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
+_PARALLEL_FROM = 16  # queries
+_PARALLEL_LOCK = threading.Lock()
+
+
 def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``MultiIndex.search`` compiled: ``(distances int32 [Q, k], indices int32 [Q, k])``."""
     from jaxhash.multi_index import code_words, substring_keys
@@ -98,7 +108,7 @@ def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     )
     out_d = np.full((len(queries), k), index.bits + 1, np.int64)
     out_i = np.full((len(queries), k), len(index), np.int64)
-    _topk(
+    args = (
         index._words,
         code_words(queries),
         query_keys,
@@ -111,4 +121,9 @@ def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         out_d,
         out_i,
     )
+    if len(queries) < _PARALLEL_FROM:
+        _topk_serial(*args)
+    else:
+        with _PARALLEL_LOCK:
+            _topk_parallel(*args)
     return out_d.astype(np.int32), out_i.astype(np.int32)
