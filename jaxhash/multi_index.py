@@ -47,7 +47,8 @@ from jaxhash.retrieval import check_k, check_packed
 IMPLS = ("auto", "numpy", "numba")
 MEMORY_BUDGET = 2.5  # tables at most this many times the packed codes (K >= 16)
 _MAX_SUBSTRING = 32  # keys are uint32
-_PROBE_BUDGET = 1 << 18  # probes per vectorised NumPy step
+_PROBE_BUDGET = 1 << 18  # probes per vectorised NumPy step ...
+_CANDIDATE_BUDGET = 1 << 20  # ... and expected candidates (bounds its temporary arrays)
 _KEY_CHUNK = 1 << 22  # rows per step when computing substring keys
 
 
@@ -356,7 +357,9 @@ class MultiIndex:
 
     def _blocks(self, rows: np.ndarray, rho: int, j: int):
         per_query = len(weight_masks(int(self.lengths[j]), rho))
-        size = max(1, _PROBE_BUDGET // max(per_query, 1))
+        bucket = len(self) / 2 ** int(self.lengths[j])  # mean codes per key
+        budget = min(_PROBE_BUDGET, _CANDIDATE_BUDGET / max(bucket, 1.0))
+        size = max(1, int(budget // max(per_query, 1)))
         for lo in range(0, len(rows), size):
             yield rows[lo : lo + size]
 
