@@ -12,15 +12,16 @@ been seen (a code not seen differs by more than rho bits in tables ``<= j`` and 
 in the others). A candidate found again in a later table is recognised without any state: it
 is new only if no earlier (rho', j') probe could have reached it (its substring distances tell).
 
-**Choices.** Substrings of at most ``floor(log2 N)`` bits (the paper's s = log2 N, where a
-bucket holds about one code): ``m = ceil(K / min(floor(log2 N), 32))``, at most ``K / 16`` so
-that the id arrays stay within twice the packed codes. Substring j covers bits
-``[start_j, start_j + K_j)`` (K split as evenly as possible); only its first
-``s_j = min(K_j, floor(log2 N), 32)`` bits are indexed, which binds only where the ``K / 16``
-cap does (pigeonhole holds for any disjoint bit sets), and so that the tables stay within
-``MEMORY_BUDGET`` (2.5) times the packed codes for K >= 16. m is rounded up rather than to the
-nearest (the paper's ``K / log2 N``): on 64-bit codes at 10^6, 3 substrings would each lose 2-3
-bits to the cap, and 4 full ones searched faster (benchmarks/RESULTS.md).
+**Choices.** Substrings of about the paper's s = log2 N bits, where a bucket holds about one
+code: ``m = ceil(K / min(floor(log2 N), 32))`` tables, at most ``K / 16`` (the uint32 id arrays
+then stay within twice the packed codes). K is split as evenly as possible into substrings
+``[start_j, start_j + K_j)``; table j indexes their first ``s_j = min(K_j, floor(log2 N), 32,
+s_mem)`` bits, ``s_mem`` keeping the tables within ``MEMORY_BUDGET`` (2.5) times the packed
+codes for K >= 16. Pigeonhole holds for any disjoint bit sets, so bits left out cost speed,
+never exactness; they are left out only for small N or where the ``K / 16`` cap binds. m is
+rounded up rather than to the nearest (the paper's ``K / log2 N``): on 64-bit codes at 10^6,
+3 substrings would each lose 2-3 bits to the cap, and 4 full ones searched faster
+(benchmarks/RESULTS.md).
 
 **Layout** (no Python object per code): per table, ``ids[j]`` (uint32 [N]) lists the database
 rows sorted by their table-j key (stably: ascending row within a key) and the key's bucket is
