@@ -93,7 +93,7 @@ class MultiIndexSearch:
 
     def __init__(self, tables: MultiIndex):
         self._tables = tables
-        self.width = int(tables.codes.shape[1])
+        self.width = tables.bits // 8
         self(np.zeros(self.width, np.uint8), 1)  # compiled now (numba), not on a first request
 
     def __len__(self) -> int:

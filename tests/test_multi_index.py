@@ -157,11 +157,13 @@ def test_an_inconsistent_index_is_refused():
     index.check_consistency()
     offsets = index.offsets.copy()
     offsets[5] += 1000
-    broken = MultiIndex(index.codes, index.bits, index.starts, index.lengths, index.ids, offsets)
+    broken = MultiIndex(
+        index.sorted_codes, index.bits, index.starts, index.lengths, index.ids, offsets
+    )
     with pytest.raises(ValueError, match=r"bucket offsets .* rebuild it"):
         broken.check_consistency()
     assert broken.checksum() != index.checksum()
-    short = MultiIndex(index.codes, index.bits, index.starts, index.lengths, index.ids[:, :5],
-                       index.offsets)  # fmt: skip
+    short = MultiIndex(index.sorted_codes, index.bits, index.starts, index.lengths,
+                       index.ids[:, :5], index.offsets)  # fmt: skip
     with pytest.raises(ValueError, match="ids are not uint32"):
         short.check_consistency()

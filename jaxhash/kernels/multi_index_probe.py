@@ -2,10 +2,11 @@
 
 One thread per query (``numba.prange``) walks the probing order of multi-index hashing
 (Norouzi, Punjani & Fleet, TPAMI 2014): radius rho = 0, 1, ..., tables j = 0..m-1, the probes
-``key ^ v`` for every ``s_j``-bit ``v`` of weight rho (Gosper's hack enumerates
-them), each bucket's codes scored by XOR-popcount and kept in a sorted top k (ties to the lower
-row). A code reached again is skipped by its substring distances, as in the NumPy path; the
-query stops once its k-th distance is at most ``m * rho + j``.
+``key ^ v`` for every ``s_j``-bit ``v`` of weight rho (Gosper's hack enumerates them), each
+bucket's codes (``words``, sorted by table-0 key, so table 0's buckets are contiguous) scored
+by XOR-popcount and kept in a sorted top k (ties to the lower database row). A code reached
+again is skipped by its substring distances, as in the NumPy path; the query stops once its
+k-th distance is at most ``m * rho + j``.
 """
 
 from __future__ import annotations
@@ -47,12 +48,15 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
                 while v < limit:
                     probe = base[j] + (key ^ v)
                     for p in range(offsets[probe], offsets[probe + 1]):
-                        row = np.int64(ids[j, p])
+                        pos = np.int64(p) if j == 0 else np.int64(ids[j, p])  # in words
                         d = 0
                         for w in range(width):
-                            d += _popcount(words[row, w] ^ queries[q, w])
+                            d += _popcount(words[pos, w] ^ queries[q, w])
                         worst = best_d[k - 1]
-                        if d > worst or (d == worst and row > best_i[k - 1]):
+                        if d > worst:
+                            continue
+                        row = np.int64(ids[0, pos])  # the database row
+                        if d == worst and row > best_i[k - 1]:
                             continue
                         new = True
                         for other in range(num_tables):
@@ -60,7 +64,7 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
                                 continue
                             sub = 0
                             for w in range(width):
-                                sub += _popcount((words[row, w] ^ queries[q, w]) & masks[other, w])
+                                sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
                             if (other < j and sub <= rho) or (other > j and sub < rho):
                                 new = False
                                 break
