@@ -29,8 +29,8 @@ bucket of a key is the contiguous slice ``sorted_codes[offsets[0][key] : offsets
 (uint32 offsets, direct addressing) and is read sequentially. For the other tables ``ids[j]``
 lists positions in ``sorted_codes`` sorted by their table-j key, and the bucket is
 ``ids[j][offsets[j][key] : offsets[j][key + 1]]``. Scoring a candidate reads its code, so the
-tables beyond the first cost a random memory access per candidate; the first reads streams
-(1.9x faster on 10^8 uniform codes than ids into the database's order). Memory:
+tables beyond the first cost a random memory access per candidate, the first a sequential
+read (benchmarks/RESULTS.md measures the difference). Memory:
 ``4 m N + 4 sum_j 2^s_j`` bytes of tables beside the ``N K / 8`` of the codes.
 
 Results equal :func:`jaxhash.retrieval.hamming_topk`'s: sorted by (distance, database index).
