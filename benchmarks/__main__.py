@@ -59,6 +59,10 @@ SUITE: dict[str, tuple[tuple[str, ...], dict[str, list[str]]]] = {
             "full": [],
         },
     ),
+    "search_scale": (
+        (),
+        {"quick": ["--quick"], "cpu": ["--sizes", "1e6"], "full": ["--sizes", "1e6", "1e7"]},
+    ),
     "train_step": (
         ("ml_collections",),
         {

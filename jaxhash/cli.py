@@ -5,8 +5,8 @@ jaxhash train --config configs/X.py[:arg] --workdir DIR [--set key.path=value ..
       [--allow-config-change]                      resume although the config changed
 jaxhash evaluate --workdir DIR                   evaluate the last checkpoint again
 jaxhash encode --workdir DIR --out codes.npy [--split test]    packed codes, and ids
-jaxhash search --queries q.npy --database db.npy --k 10 --out result.npz
-jaxhash index --workdir DIR --images FOLDER --out INDEX.npz [--faiss]   codes of image files
+jaxhash search --queries q.npy --database db.npy|INDEX.npz --k 10 --out result.npz
+jaxhash index --workdir DIR --images FOLDER --out INDEX.npz [--faiss [FACTORY]]  image codes
 jaxhash query --index INDEX.npz --image FILE [--k 10] [--out grid.png]  nearest indexed files
 jaxhash serve --index INDEX.npz [--workdir DIR] [--host 127.0.0.1] [--port 8000]  web page + API
 
@@ -170,7 +170,12 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", required=True, help=".npy of packed uint8 codes")
-    parser.add_argument("--database", required=True, help=".npy of packed uint8 codes")
+    parser.add_argument(
+        "--database",
+        required=True,
+        help=".npy of packed uint8 codes (brute force), or an INDEX.npz of jaxhash index "
+        "(searched exactly by its multi-index hash)",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--exclude-self", action="store_true")
     parser.add_argument("--out", required=True, help=".npz with distances and indices")
@@ -205,12 +210,16 @@ def _search(args: argparse.Namespace) -> None:
 
     from jaxhash import retrieval
 
-    distances, indices = retrieval.hamming_topk(
-        _packed_codes(args.queries),
-        _packed_codes(args.database),
-        args.k,
-        exclude_self=args.exclude_self,
-    )
+    queries = _packed_codes(args.queries)
+    if Path(args.database).suffix == ".npz":
+        from jaxhash import image_index
+
+        tables = image_index.load_index(args.database).multi_index
+        distances, indices = tables.search(queries, args.k, exclude_self=args.exclude_self)
+    else:
+        distances, indices = retrieval.hamming_topk(
+            queries, _packed_codes(args.database), args.k, exclude_self=args.exclude_self
+        )
     np.savez(args.out, distances=np.asarray(distances), indices=np.asarray(indices))
     print(f"wrote {args.out}: top-{args.k} of {len(indices)} queries")
 
@@ -219,7 +228,15 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="the trained run")
     parser.add_argument("--images", required=True, help="folder of images (recursive)")
     parser.add_argument("--out", required=True, help="index file (.npz)")
-    parser.add_argument("--faiss", action="store_true", help="also write INDEX.faiss")
+    parser.add_argument(
+        "--faiss",
+        nargs="?",
+        const="BFlat",
+        default=None,
+        metavar="FACTORY",
+        help="also write INDEX.faiss: an IndexBinaryFlat, or the faiss.index_binary_factory "
+        "string FACTORY (BIVF1024, BHNSW32, BHash4x16, ...)",
+    )
 
 
 def _index(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """From images to answers: index a folder of images with a trained run, query it with an image.
 
-    jaxhash index --workdir RUN --images DIR --out INDEX.npz [--faiss]
+    jaxhash index --workdir RUN --images DIR --out INDEX.npz [--faiss [FACTORY]]
     jaxhash query --index INDEX.npz --image FILE --k 10 [--out grid.png]
 
 :func:`build_index` encodes every image under a folder (recursively; the suffixes of
@@ -12,7 +12,7 @@ warning naming each; a folder with no readable image is an error.
 
 **The index file** (``.npz``, written by :func:`save_index`, read by :func:`load_index`)::
 
-    format       int      INDEX_FORMAT (1)
+    format       int      INDEX_FORMAT (2)
     codes        uint8    [N, ceil(bits / 8)]  packed codes, np.packbits(z > 0) layout
     paths        str      [N]  file paths relative to root, sorted
     root         str      the indexed folder (absolute)
@@ -20,11 +20,20 @@ warning naming each; a folder with no readable image is an error.
     run          str      the run folder (absolute) whose model made the codes
     step         int      its checkpoint step
     fingerprint  str      SHA-256 (16 hex digits) of the run's saved config
+    mih_starts, mih_lengths, mih_ids, mih_offsets, mih_checksum
+                          the exact multi-index hash of the codes (:mod:`jaxhash.multi_index`)
+                          and the SHA-256 of codes and tables, checked on load
 
-``--faiss`` also writes ``INDEX.faiss``, a ``faiss.IndexBinaryFlat`` of the same codes (read it
-with ``faiss.read_index_binary``; needs the ``faiss`` extra). :func:`query_index` encodes a query
-image with the index's run (or another run with the same code length), returns its ``k``
-nearest files by Hamming distance (ties to the earlier file) and draws them as a retrieval grid
+The tables are saved rather than built on load: loading then costs a read and a checksum,
+where building sorts every code once per table. Files of format 1 (no tables) still load; their
+tables are built on load. A file whose tables do not match their checksum is refused.
+
+``--faiss`` also writes ``INDEX.faiss``, a FAISS binary index of the same codes
+(``IndexBinaryFlat``; ``--faiss FACTORY`` names another, as ``faiss.index_binary_factory``
+reads it: ``BIVF1024``, ``BHNSW32``, ``BHash4x16``; read it with ``faiss.read_index_binary``;
+needs the ``faiss`` extra). :func:`query_index` encodes a query image with the index's run (or
+another run with the same code length), returns its ``k`` nearest files by Hamming distance
+(ties to the earlier file; exact, by the multi-index) and draws them as a retrieval grid
 (:mod:`jaxhash.retrieval_grid`).
 
 Loading a run reads its data set's description (class count, input size, crop and
@@ -42,19 +51,25 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from jaxhash.multi_index import MultiIndex
+
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # 1: without the multi-index tables (built on load)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _DECODE_THREADS = 4
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageIndex:
-    """Packed codes of image files and where they came from (see the module docstring)."""
+    """Packed codes of image files and where they came from (see the module docstring);
+    ``multi_index``: the codes' exact search tables (None: searched by brute force)."""
 
     codes: np.ndarray
     paths: np.ndarray
@@ -63,6 +78,7 @@ class ImageIndex:
     run: str
     step: int
     fingerprint: str
+    multi_index: MultiIndex | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -206,24 +222,30 @@ def build_index(
     images: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    faiss: bool = False,
+    faiss: bool | str = False,
     encoder: Encoder | None = None,
 ) -> tuple[ImageIndex, Path]:
     """Encode the images under ``images`` with run ``workdir``; write the index to ``out``
-    (``.npz`` added when missing) and, with ``faiss``, ``out`` with suffix ``.faiss``.
+    (``.npz`` added when missing, with its multi-index tables) and, with ``faiss``, ``out``
+    with suffix ``.faiss``: ``True`` or ``"BFlat"`` an ``IndexBinaryFlat``, else the
+    ``faiss.index_binary_factory`` string (e.g. ``"BIVF1024"``, ``"BHNSW32"``).
 
     ``encoder``: the run already loaded (``Encoder(workdir)``), to index several folders.
     Returns the index and the path it was written to.
     """
     from jaxhash import retrieval
+    from jaxhash.multi_index import MultiIndex
 
-    if faiss:
+    factory = "BFlat" if faiss is True else faiss or None
+    if factory is not None:
         try:
             retrieval._faiss()
         except ImportError as error:
             raise ValueError(f"--faiss: {error}") from None
     files = find_images(images)
     encoder = encoder or Encoder(workdir)
+    if factory is not None:
+        retrieval.check_faiss_factory(factory, 8 * -(-encoder.bits // 8))
     codes, kept = encoder.encode_files(files)
     root = Path(images).absolute()
     index = ImageIndex(
@@ -234,40 +256,52 @@ def build_index(
         run=encoder.workdir,
         step=encoder.step,
         fingerprint=encoder.fingerprint,
+        multi_index=MultiIndex.build(codes),
     )
     path = save_index(index, out)
-    if faiss:
+    if factory is not None:
         import faiss as faiss_lib
 
-        width = codes.shape[1]
-        faiss_lib.write_index_binary(
-            retrieval.faiss_index(codes, 8 * width), str(_faiss_path(path))
-        )
+        exported = retrieval.faiss_index(codes, 8 * codes.shape[1], factory=factory)
+        faiss_lib.write_index_binary(exported, str(_faiss_path(path)))
     skipped = len(files) - len(kept)
     log.info("indexed %d images (%d skipped) into %s", len(kept), skipped, path)
     return index, path
 
 
 def save_index(index: ImageIndex, out: str | os.PathLike) -> Path:
-    """Write ``index`` as ``.npz`` (the format of the module docstring); returns the path."""
+    """Write ``index`` as ``.npz`` (the format of the module docstring), with its multi-index
+    (built here when it has none, or one of other codes); returns the path."""
+    from jaxhash.multi_index import MultiIndex
+
+    codes = np.asarray(index.codes, np.uint8)
+    tables = index.multi_index
+    if tables is None or not np.array_equal(tables.codes, codes):
+        tables = MultiIndex.build(codes)
     path = _index_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
         format=np.int64(INDEX_FORMAT),
-        codes=np.asarray(index.codes, np.uint8),
+        codes=codes,
         paths=np.asarray(index.paths, str),
         root=np.str_(index.root),
         bits=np.int64(index.bits),
         run=np.str_(index.run),
         step=np.int64(index.step),
         fingerprint=np.str_(index.fingerprint),
+        **{f"mih_{name}": array for name, array in tables.to_arrays().items()},
     )
     return path
 
 
 def load_index(path: str | os.PathLike) -> ImageIndex:
-    """The index written by :func:`build_index` (FileNotFoundError / ValueError otherwise)."""
+    """The index written by :func:`build_index` (FileNotFoundError / ValueError otherwise:
+    not an index, a format this version cannot read, truncated, or corrupt tables)."""
+    import zipfile
+
+    from jaxhash.multi_index import MultiIndex
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -277,14 +311,29 @@ def load_index(path: str | os.PathLike) -> ImageIndex:
     try:
         with np.load(path, allow_pickle=False) as data:
             fields = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a jaxhash index (.npz): {error}") from None
-    needed = {"format", "codes", "paths", "root", "bits", "run", "step", "fingerprint"}
-    if not needed <= fields.keys() or int(fields["format"]) != INDEX_FORMAT:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(
-            f"{path} is not a jaxhash index of format {INDEX_FORMAT}: rebuild it with jaxhash "
-            "index."
+            f"{path} is not a readable jaxhash index (.npz; truncated or not one: {error}); "
+            "rebuild it with jaxhash index."
+        ) from None
+    needed = {"format", "codes", "paths", "root", "bits", "run", "step", "fingerprint"}
+    if not needed <= fields.keys():
+        raise ValueError(f"{path} is not a jaxhash index: rebuild it with jaxhash index.")
+    version = int(fields["format"])
+    if version not in _READABLE_FORMATS:
+        raise ValueError(
+            f"{path} is a jaxhash index of format {version}; this jaxhash reads formats "
+            f"{', '.join(map(str, _READABLE_FORMATS))}: rebuild it with jaxhash index (or use "
+            "the jaxhash version that wrote it)."
         )
+    codes = fields["codes"]
+    if version == 1:
+        tables = MultiIndex.build(codes)
+    else:
+        saved = {name: fields.get(f"mih_{name}") for name in MultiIndex.ARRAYS}
+        if any(array is None for array in saved.values()):
+            raise ValueError(f"{path} lacks its multi-index tables: rebuild it (jaxhash index).")
+        tables = MultiIndex.from_arrays(codes, saved, str(path))
     return ImageIndex(
         codes=fields["codes"],
         paths=fields["paths"],
@@ -293,6 +342,7 @@ def load_index(path: str | os.PathLike) -> ImageIndex:
         run=str(fields["run"]),
         step=int(fields["step"]),
         fingerprint=str(fields["fingerprint"]),
+        multi_index=tables,
     )
 
 
@@ -341,7 +391,10 @@ def query_index(
     query = encoder.view(image)
     codes = encoder.encode_views([query[None]])
     k = min(k, len(index))
-    distances, indices = retrieval.hamming_topk(codes, index.codes, k)
+    if index.multi_index is not None:
+        distances, indices = index.multi_index.search(codes, k)
+    else:
+        distances, indices = retrieval.hamming_topk(codes, index.codes, k)
     distances, indices = np.asarray(distances)[0], np.asarray(indices)[0]
     files = [index.file(int(i)) for i in indices]
     names = [str(index.paths[int(i)]) for i in indices]

@@ -1,9 +1,9 @@
 """One query at a time over a loaded image index: the search a server answers requests with.
 
 :func:`searcher` is the seam: it takes an :class:`jaxhash.image_index.ImageIndex` and returns a
-function ``search(query, k) -> (distances, ids)`` prepared once for that index. Today that is
-:class:`ScanSearch`, an exact brute-force scan; an index that carries a faster structure can be
-given its own search here without the server changing.
+function ``search(query, k) -> (distances, ids)`` prepared once for that index: the index's
+multi-index hash (:class:`MultiIndexSearch`, exact, :mod:`jaxhash.multi_index`) when it carries
+one, else :class:`ScanSearch`, an exact brute-force scan.
 
 :class:`ScanSearch` keeps the codes on the device as ``uint32`` words (zero-padded to whole
 words, which leaves Hamming distances unchanged); per query one jitted XLA program computes
@@ -24,6 +24,7 @@ import numpy as np
 from jax import lax
 
 from jaxhash.image_index import ImageIndex
+from jaxhash.multi_index import MultiIndex
 
 #: ``search(query uint8 [B], k) -> (distances int32 [k], ids int64 [k])``, sorted.
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -86,9 +87,34 @@ class ScanSearch:
         return dist[ids].astype(np.int32), ids.astype(np.int64)
 
 
+class MultiIndexSearch:
+    """Exact Hamming k nearest codes of one query, ties to the lower id, by the index's
+    multi-index hash (:mod:`jaxhash.multi_index`; same answers as :class:`ScanSearch`)."""
+
+    def __init__(self, tables: MultiIndex):
+        self._tables = tables
+        self.width = tables.bits // 8
+        self(np.zeros(self.width, np.uint8), 1)  # compiled now (numba), not on a first request
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def __call__(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances int32 [k], ids int64 [k])`` of the ``k`` nearest rows (``1 <= k <=
+        N``), sorted by (distance, id)."""
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k must be in [1, {len(self)}]; got {k}.")
+        query = np.asarray(query, np.uint8).reshape(1, self.width)
+        distances, ids = self._tables.search(query, k)
+        return distances[0], ids[0].astype(np.int64)
+
+
 def searcher(index: ImageIndex) -> SearchFn:
-    """The search for ``index``, prepared once (see the module docstring)."""
+    """The search for ``index``, prepared once (see the module docstring): its multi-index
+    when it has one (every index :func:`jaxhash.image_index.load_index` reads), else a scan."""
+    if index.multi_index is not None:
+        return MultiIndexSearch(index.multi_index)
     return ScanSearch(index.codes)
 
 
-__all__ = ["ScanSearch", "SearchFn", "searcher"]
+__all__ = ["MultiIndexSearch", "ScanSearch", "SearchFn", "searcher"]

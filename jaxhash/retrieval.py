@@ -842,12 +842,35 @@ def _faiss():
     return faiss
 
 
-def faiss_index(database, num_bits: int | None = None):
-    """A ``faiss.IndexBinaryFlat`` holding packed codes ``uint8 [N, B]`` (the same layout).
+def check_faiss_factory(factory: str, num_bits: int = 64):
+    """An empty FAISS binary index of ``num_bits`` made by ``faiss.index_binary_factory(
+    num_bits, factory)``, else a ValueError naming the factory string."""
+    faiss = _faiss()
+    if not isinstance(factory, str) or not factory.startswith("B"):
+        raise ValueError(
+            f"FAISS binary index factory strings start with B (BFlat, BIVF1024, BHNSW32, "
+            f"BHash4x16); got {factory!r}."
+        )
+    try:
+        return faiss.index_binary_factory(num_bits, factory)
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise ValueError(
+            f"{factory!r} is not a FAISS binary index for {num_bits}-bit codes ({reason}); try "
+            "BFlat, BIVF1024, BHNSW32 or BHash4x16."
+        ) from None
+
+
+def faiss_index(database, num_bits: int | None = None, *, factory: str = "BFlat"):
+    """A FAISS binary index holding packed codes ``uint8 [N, B]`` (the same layout): a
+    ``faiss.IndexBinaryFlat``, or the index ``faiss.index_binary_factory`` makes of
+    ``factory`` (e.g. "BIVF1024", "BHNSW32", "BHash4x16"; trained on the codes when it needs
+    training).
 
     ``num_bits`` must be a multiple of 8 for FAISS (default ``8 * B``). Search it with
-    ``index.search(queries_packed, k)``: identical distances to :func:`hamming_topk`; the order
-    inside a group of equal distances may differ.
+    ``index.search(queries_packed, k)``: the flat index gives identical distances to
+    :func:`hamming_topk` (the order inside a group of equal distances may differ); the others
+    are approximate.
     """
     database = np.ascontiguousarray(np.asarray(check_packed(database, "database")))
     width = database.shape[1]
@@ -858,6 +881,18 @@ def faiss_index(database, num_bits: int | None = None):
             f"FAISS binary indexes need a whole number of bytes; got num_bits={num_bits}. Pass "
             f"num_bits={8 * width} (the padding bits are zero in every code, so distances agree)."
         )
-    index = _faiss().IndexBinaryFlat(num_bits)
+    if factory == "BFlat":
+        index = _faiss().IndexBinaryFlat(num_bits)
+    else:
+        index = check_faiss_factory(factory, num_bits)
+        if not index.is_trained:
+            try:
+                index.train(database)
+            except RuntimeError as error:
+                reason = str(error).strip().splitlines()[-1]
+                raise ValueError(
+                    f"FAISS could not train {factory} on {len(database)} codes ({reason}): "
+                    "choose an index with fewer lists, or BFlat."
+                ) from None
     index.add(database)
     return index

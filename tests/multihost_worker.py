@@ -6,6 +6,7 @@ Two CPU devices per process, collectives over gloo on loopback. Trains and evalu
 ``multihost_config``; process 0 writes the final parameters to WORKDIR/params.npz, and each
 process P writes the report it returned (WORKDIR/metrics_P.json) and the evaluation codes,
 labels and ids that ``encode_split`` gathered from both processes (WORKDIR/gathered_P.npz).
+Each process also checks a Hamming search with the database sharded over all 4 devices.
 """
 
 import json
@@ -50,6 +51,22 @@ def check_process_concat() -> None:
     assert joined["rows"].dtype == np.int64 and joined["flags"].dtype == np.bool_
 
 
+def check_sharded_search() -> None:
+    """Hamming top-k with the database sharded over both processes' 4 devices: equal to a
+    NumPy brute force (ties to the lower index) on every process."""
+    from jaxhash import retrieval
+
+    rng = np.random.default_rng(0)  # the same codes on both processes
+    database = rng.integers(0, 256, (1001, 3), np.uint8)
+    queries = rng.integers(0, 256, (21, 3), np.uint8)
+    mesh = parallel.make_mesh()
+    distances, indices = retrieval.hamming_topk(queries, database, 15, mesh=mesh, database_block=64)
+    all_distances = np.bitwise_count(queries[:, None] ^ database[None]).sum(-1)
+    want = np.argsort(all_distances, axis=1, kind="stable")[:, :15]
+    np.testing.assert_array_equal(np.asarray(indices), want)
+    np.testing.assert_array_equal(np.asarray(distances), np.take_along_axis(all_distances, want, 1))
+
+
 def main() -> None:
     process_id, port, workdir, data_dir = sys.argv[1:5]
     config = multihost_config(data_dir)
@@ -60,6 +77,7 @@ def main() -> None:
     state, report = train.run(config, workdir, progress=False)
     assert jax.process_count() == 2 and len(jax.devices()) == 4
     check_process_concat()
+    check_sharded_search()
     p = jax.process_index()
     if p == 0:
         leaves = jax.tree_util.tree_leaves(jax.device_get(state.params))

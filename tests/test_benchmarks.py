@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as suite
-from benchmarks import common, scaling
+from benchmarks import common, scaling, search_scale
 from benchmarks import reproduce_cifar100 as study
 from jaxhash import methods
 
@@ -135,3 +135,16 @@ def test_scaling_quick_study(tmp_path):
     rows = scaling.device_study([2], batch=32, width=8)  # 2 fake devices in a fresh process
     assert [(r["impl"], r["size"]) for r in rows] == [("train_step", 2)]
     assert "| batch | hashing_loss |" in scaling.table(result)
+
+
+def test_search_scale_quick_rows():
+    rows = search_scale.main(["--quick", "--kinds", "clustered"])
+    by_impl = {}
+    for row in rows:
+        by_impl.setdefault(row["impl"], []).append(row)
+    assert {"jaxhash_brute_force", "multi_index", "multi_index_numpy"} <= by_impl.keys()
+    for row in by_impl["multi_index"] + by_impl["multi_index_numpy"]:
+        assert row["exact"] is True and row["memory_ratio"] <= 2.5 and row["median_ms"] > 0
+        assert row["shape"]["rows"] == 20_000 and row["versions"]["numpy"]
+    for row in by_impl.get("faiss_BIVF16", []):
+        assert 0 <= row["recall"] <= 1

@@ -146,3 +146,96 @@ def test_bad_inputs_are_one_clear_error(run_dir, encoder, tmp_path, monkeypatch)
     np.savez(tmp_path / "arrays.npz", codes=index.codes)
     with pytest.raises(ValueError, match="is not a jaxhash index"):
         image_index.load_index(tmp_path / "arrays.npz")
+
+
+def _index_of_codes(codes) -> image_index.ImageIndex:
+    """An index of packed codes without images (the file format only)."""
+    return image_index.ImageIndex(
+        codes=codes,
+        paths=np.array([f"img{i}.png" for i in range(len(codes))]),
+        root="/images",
+        bits=8 * codes.shape[1],
+        run="/run",
+        step=1,
+        fingerprint="0" * 16,
+    )
+
+
+def test_the_index_file_keeps_its_multi_index(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (3000, 8), np.uint8)
+    path = image_index.save_index(_index_of_codes(codes), tmp_path / "i.npz")
+    loaded = image_index.load_index(path)
+    tables = loaded.multi_index
+    assert tables is not None and tables.num_tables == 4
+    np.testing.assert_array_equal(tables.codes, codes)
+    queries = rng.integers(0, 256, (5, 8), np.uint8)
+    expected = retrieval.hamming_topk(queries, codes, 12)
+    distances, indices = tables.search(queries, 12)
+    np.testing.assert_array_equal(distances, np.asarray(expected[0]))
+    np.testing.assert_array_equal(indices, np.asarray(expected[1]))
+
+    # Format 1 (before the tables): still read; the tables are built on load.
+    with np.load(path) as data:
+        fields = {n: data[n] for n in data.files if not n.startswith("mih_")}
+    np.savez(tmp_path / "v1.npz", **{**fields, "format": np.int64(1)})
+    old = image_index.load_index(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(old.multi_index.ids, tables.ids)
+
+    # `jaxhash search` with the index file as its database: the multi-index, same answer.
+    np.save(tmp_path / "q.npy", queries)
+    out = tmp_path / "top.npz"
+    argv = ["search", "--queries", str(tmp_path / "q.npy"), "--database", str(path)]
+    assert cli.main([*argv, "--k", "12", "--out", str(out)]) == 0
+    with np.load(out) as result:
+        np.testing.assert_array_equal(result["indices"], np.asarray(expected[1]))
+
+
+def test_an_index_file_of_another_version_truncated_or_corrupt_is_refused(tmp_path):
+    codes = np.random.default_rng(1).integers(0, 256, (500, 4), np.uint8)
+    path = image_index.save_index(_index_of_codes(codes), tmp_path / "i.npz")
+    with np.load(path) as data:
+        fields = {n: data[n] for n in data.files}
+    np.savez(tmp_path / "v9.npz", **{**fields, "format": np.int64(9)})
+    with pytest.raises(ValueError, match="format 9; this jaxhash reads formats 1, 2: rebuild"):
+        image_index.load_index(tmp_path / "v9.npz")
+    raw = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(ValueError, match=r"truncated or not one.*rebuild it with jaxhash index"):
+        image_index.load_index(tmp_path / "cut.npz")
+    ids = fields["mih_ids"].copy()
+    ids[0, [3, 4]] = ids[0, [4, 3]]  # two rows swapped in a table: consistent, yet wrong
+    np.savez(tmp_path / "swapped.npz", **{**fields, "mih_ids": ids})
+    with pytest.raises(ValueError, match=r"is corrupt: .* do not match their checksum"):
+        image_index.load_index(tmp_path / "swapped.npz")
+    offsets = fields["mih_offsets"].copy()
+    offsets[-1] = 7
+    np.savez(tmp_path / "offsets.npz", **{**fields, "mih_offsets": offsets})
+    with pytest.raises(ValueError, match=r"bucket offsets are not 0\.\.500 ascending"):
+        image_index.load_index(tmp_path / "offsets.npz")
+    del fields["mih_ids"]
+    np.savez(tmp_path / "partial.npz", **fields)
+    with pytest.raises(ValueError, match="lacks its multi-index tables"):
+        image_index.load_index(tmp_path / "partial.npz")
+
+
+def test_faiss_exports_any_binary_factory():
+    pytest.importorskip("faiss")
+    codes = np.random.default_rng(2).integers(0, 256, (2000, 8), np.uint8)
+    kinds = {
+        "BFlat": "IndexBinaryFlat",
+        "BIVF8": "IndexBinaryIVF",
+        "BHNSW16": "IndexBinaryHNSW",
+        "BHash4x16": "IndexBinaryMultiHash",
+    }
+    for factory, kind in kinds.items():
+        exported = retrieval.faiss_index(codes, factory=factory)
+        assert type(exported).__name__ == kind and exported.ntotal == 2000
+        distances, _ = exported.search(codes[:3], 1)
+        assert (distances[:, 0] == 0).all()
+    with pytest.raises(ValueError, match="is not a FAISS binary index for 64-bit codes"):
+        retrieval.faiss_index(codes, factory="BNoSuchIndex")
+    with pytest.raises(ValueError, match="factory strings start with B"):
+        retrieval.faiss_index(codes, factory="Flat")
+    with pytest.raises(ValueError, match="could not train BIVF4096 on 2000 codes"):
+        retrieval.faiss_index(codes, factory="BIVF4096")

@@ -1,0 +1,133 @@
+"""The compiled search of :class:`jaxhash.multi_index.MultiIndex` (numba, extra ``search``).
+
+One thread per query (``numba.prange``) walks the probing order of multi-index hashing
+(Norouzi, Punjani & Fleet, TPAMI 2014): radius rho = 0, 1, ..., tables j = 0..m-1, the probes
+``key ^ v`` for every ``s_j``-bit ``v`` of weight rho (Gosper's hack enumerates them), each
+bucket's codes (``words``, sorted by table-0 key, so table 0's buckets are contiguous) scored
+by XOR-popcount and kept in a sorted top k (ties to the lower database row). A code reached
+again is skipped by its substring distances, as in the NumPy path; the query stops once its
+k-th distance is at most ``m * rho + j``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@numba.njit(inline="always")
+def _popcount(x):
+    x = np.uint64(x)
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return np.int64((x * _H01) >> np.uint64(56))
+
+
+def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out_d, out_i):
+    num_tables = lengths.shape[0]
+    width = words.shape[1]
+    for q in numba.prange(queries.shape[0]):
+        best_d = out_d[q]
+        best_i = out_i[q]
+        rho = 0
+        done = False
+        while not done:
+            for j in range(num_tables):
+                length = lengths[j]
+                key = np.int64(query_keys[q, j])
+                v = np.int64((1 << rho) - 1)
+                limit = np.int64(1) << length
+                while v < limit:
+                    probe = base[j] + (key ^ v)
+                    for p in range(offsets[probe], offsets[probe + 1]):
+                        pos = np.int64(p) if j == 0 else np.int64(ids[j, p])  # in words
+                        d = 0
+                        for w in range(width):
+                            d += _popcount(words[pos, w] ^ queries[q, w])
+                        worst = best_d[k - 1]
+                        if d > worst:
+                            continue
+                        row = np.int64(ids[0, pos])  # the database row
+                        if d == worst and row > best_i[k - 1]:
+                            continue
+                        new = True
+                        for other in range(num_tables):
+                            if other == j:
+                                continue
+                            sub = 0
+                            for w in range(width):
+                                sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
+                            if (other < j and sub <= rho) or (other > j and sub < rho):
+                                new = False
+                                break
+                        if not new:
+                            continue
+                        pos = k - 1
+                        while pos > 0 and (
+                            best_d[pos - 1] > d or (best_d[pos - 1] == d and best_i[pos - 1] > row)
+                        ):
+                            best_d[pos] = best_d[pos - 1]
+                            best_i[pos] = best_i[pos - 1]
+                            pos -= 1
+                        best_d[pos] = d
+                        best_i[pos] = row
+                    if v == 0:
+                        break
+                    low = v & -v  # Gosper's hack: the next integer with as many bits set
+                    ripple = v + low
+                    v = (((ripple ^ v) >> 2) // low) | ripple
+                if rho >= length or best_d[k - 1] <= num_tables * rho + j:
+                    done = True
+                    break
+            rho += 1
+
+
+# One thread per query for batches; a few queries (a server's requests, each from its own
+# thread) run serially, and batches one at a time: numba's "workqueue" threading layer, the one
+# available everywhere, aborts when parallel kernels are launched from several threads at once.
+_topk_serial = numba.njit(cache=True)(_topk)
+_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
+_PARALLEL_FROM = 16  # queries
+_PARALLEL_LOCK = threading.Lock()
+
+
+def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``MultiIndex.search`` compiled: ``(distances int32 [Q, k], indices int32 [Q, k])``."""
+    from jaxhash.multi_index import code_words, substring_keys
+
+    query_keys = np.stack(
+        [
+            substring_keys(queries, int(s), int(n))
+            for s, n in zip(index.starts, index.lengths, strict=True)
+        ],
+        axis=1,
+    )
+    out_d = np.full((len(queries), k), index.bits + 1, np.int64)
+    out_i = np.full((len(queries), k), len(index), np.int64)
+    args = (
+        index._words,
+        code_words(queries),
+        query_keys,
+        index.ids,
+        index.offsets,
+        index.table_base,
+        index.lengths,
+        index._substring_masks,
+        k,
+        out_d,
+        out_i,
+    )
+    if len(queries) < _PARALLEL_FROM:
+        _topk_serial(*args)
+    else:
+        with _PARALLEL_LOCK:
+            _topk_parallel(*args)
+    return out_d.astype(np.int32), out_i.astype(np.int32)
