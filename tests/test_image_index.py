@@ -148,8 +148,9 @@ def test_bad_inputs_are_one_clear_error(run_dir, encoder, tmp_path, monkeypatch)
         image_index.load_index(tmp_path / "arrays.npz")
 
 
-def _index_of_codes(codes) -> image_index.ImageIndex:
-    """An index of packed codes without images (the file format only)."""
+def index_of_codes(codes, multi_index=None) -> image_index.ImageIndex:
+    """An index of packed codes without images (the file format only), with ``multi_index``
+    tables or none."""
     return image_index.ImageIndex(
         codes=codes,
         paths=np.array([f"img{i}.png" for i in range(len(codes))]),
@@ -158,13 +159,14 @@ def _index_of_codes(codes) -> image_index.ImageIndex:
         run="/run",
         step=1,
         fingerprint="0" * 16,
+        multi_index=multi_index,
     )
 
 
 def test_the_index_file_keeps_its_multi_index(tmp_path):
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (3000, 8), np.uint8)
-    path = image_index.save_index(_index_of_codes(codes), tmp_path / "i.npz")
+    path = image_index.save_index(index_of_codes(codes), tmp_path / "i.npz")
     loaded = image_index.load_index(path)
     tables = loaded.multi_index
     assert tables is not None and tables.num_tables == 4
@@ -193,7 +195,7 @@ def test_the_index_file_keeps_its_multi_index(tmp_path):
 
 def test_an_index_file_of_another_version_truncated_or_corrupt_is_refused(tmp_path):
     codes = np.random.default_rng(1).integers(0, 256, (500, 4), np.uint8)
-    path = image_index.save_index(_index_of_codes(codes), tmp_path / "i.npz")
+    path = image_index.save_index(index_of_codes(codes), tmp_path / "i.npz")
     with np.load(path) as data:
         fields = {n: data[n] for n in data.files}
     np.savez(tmp_path / "v9.npz", **{**fields, "format": np.int64(9)})

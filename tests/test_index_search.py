@@ -7,30 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from test_image_index import index_of_codes
 
-from jaxhash import image_index, index_search, retrieval
+from jaxhash import index_search, retrieval
 from jaxhash.multi_index import MultiIndex
-
-
-def _index(codes, tables):
-    return image_index.ImageIndex(
-        codes=codes,
-        paths=np.array([f"{i}.png" for i in range(len(codes))]),
-        root="/images",
-        bits=8 * codes.shape[1],
-        run="/run",
-        step=1,
-        fingerprint="0" * 16,
-        multi_index=tables,
-    )
 
 
 def test_the_multi_index_answers_like_the_scan():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (1500, 4), np.uint8)
     codes[::7] = codes[0]  # ties
-    search = index_search.searcher(_index(codes, MultiIndex.build(codes)))
-    scan = index_search.searcher(_index(codes, None))
+    search = index_search.searcher(index_of_codes(codes, MultiIndex.build(codes)))
+    scan = index_search.searcher(index_of_codes(codes, None))
     assert isinstance(search, index_search.MultiIndexSearch)
     assert isinstance(scan, index_search.ScanSearch) and len(search) == len(scan) == 1500
     want_d, want_i = retrieval.hamming_topk(codes[:24], codes, 30)
