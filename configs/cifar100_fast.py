@@ -30,13 +30,13 @@ trainer (every piece a config field):
 * Codes at evaluation from the mean of z over six views (image, mirror, each shifted by one
   pixel both ways), then the sign (``eval.tta = "flip_translate"``).
 
-``EPOCHS`` (CPU: 10) and ``CPU_WIDTHS`` are what fits about 90 minutes per run on two CPU
-cores: the train step measured 201 / 109 / 70 images/s with first-stage widths 32 / 48 / 64
-(the later stages four times that), batch 256 (benchmarks/RESULTS.md, "Train step"), so 90
-minutes hold about 21 / 11 / 7 epochs. The middle width at 10 epochs (about 77 minutes of
-training and 3 of evaluation) keeps airbench's ten-epoch budget with three quarters of its
-width, rather than the full width for 7 epochs or half of it for 21. The ``gpu`` variant
-trains longer (``GPU_EPOCHS``).
+``EPOCHS`` (CPU: 10) and ``CPU_WIDTHS`` are what fits about 90 minutes per run on the CPU of
+benchmarks/RESULTS.md ("Train step"): the train step measured 201 / 109 / 70 images/s with
+first-stage widths 32 / 48 / 64 (the later stages four times that), batch 256, so 90 minutes
+hold about 21 / 11 / 7 epochs. The middle width at 10 epochs (about 77 minutes of training at
+that speed and 3 of evaluation) keeps airbench's ten-epoch budget with three quarters of its
+width, rather than the full width for 7 epochs or half of it for 21. The ``gpu`` variant trains
+longer (``GPU_EPOCHS``).
 Measured rows: README ("Reproduction on CIFAR-100") and
 benchmarks/results/reproduce_cifar100_fast.json.
 """
