@@ -257,8 +257,9 @@ def _kl_cell(row: dict) -> str:
 def table(rows: list[dict]) -> str:
     """Markdown: one line per (epochs, protocol, bits, method), seeds averaged (with spread)."""
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        key = (row["epochs"], row["protocol"], row["bits"], row["method"])
+    for row in rows:  # rows with class-description targets are a method of their own
+        method = row["method"] + (" (text targets)" if row.get("targets") == "text" else "")
+        key = (row["epochs"], row["protocol"], row["bits"], method)
         groups.setdefault(key, []).append(row)
     fixed = ("ce", "ce_quant", "ce_sim")
     lines = [

@@ -110,6 +110,26 @@ def test_a_fast_recipe_row_with_text_targets_is_scored_by_both_relevances(tmp_pa
     assert relevance["hamming"]["mAHP@250"] != row["metrics"]["mAHP@250"]  # another relevance
 
 
+def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method():
+    metrics = {"mAHP@250": 0.7, "mAP@250": 0.5, "P@100": 0.4, "mistake_severity": 0.3}
+    row = {
+        "epochs": 10.0,
+        "protocol": "database_is_query",
+        "bits": 64,
+        "method": "paper",
+        "kl_form": "marginal",
+        "weights": {"kl": 0.3},
+        "metrics": metrics,
+        "real_valued": {"cosine": metrics},
+        "gap_cosine_minus_hamming": {"mAP@250": 0.0},
+        "wall_s": 1.0,
+        "random_codes": {},
+    }
+    lines = study.table([row, {**row, "targets": "lcs_height"}, {**row, "targets": "text"}])
+    rows = lines.splitlines()[2:]
+    assert [r.split(" | ")[3:6:2] for r in rows] == [["paper", "2"], ["paper (text targets)", "1"]]
+
+
 def test_reproduction_rejects_a_missing_data_file(tmp_path):
     with pytest.raises(SystemExit):
         study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "o.json")])
