@@ -110,3 +110,18 @@ def test_width_errors_name_the_field():
         models.create_model("fast_resnet", 8, widths=(64, 0, 8))
     with pytest.raises(ValueError, match=r"takes model\.width instead"):
         models.create_model("small_cnn", 8, widths=(8, 8, 8))
+
+
+@pytest.mark.parametrize("size", [(31, 31), (16, 15), (2, 2)])
+def test_max_pool_2x2_equals_flax_valid_pooling_with_its_gradient(size):
+    """Same values as ``nn.max_pool`` (odd edges dropped); without ties, the same gradient."""
+    import flax.linen as nn
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, *size, 5)), jnp.float32)
+    ours = models.max_pool_2x2(x)
+    flax = nn.max_pool(x, (2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(flax))
+    weights = jnp.asarray(np.random.default_rng(1).normal(size=ours.shape), jnp.float32)
+    grad_ours = jax.grad(lambda v: jnp.sum(weights * models.max_pool_2x2(v)))(x)
+    grad_flax = jax.grad(lambda v: jnp.sum(weights * nn.max_pool(v, (2, 2), strides=(2, 2))))(x)
+    np.testing.assert_array_equal(np.asarray(grad_ours), np.asarray(grad_flax))
