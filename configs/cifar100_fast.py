@@ -94,6 +94,7 @@ def get_config(arg: str = "paper,64"):
     c.optim.momentum = 0.9
     c.optim.nesterov = True
     c.optim.weight_decay = 5e-4
+    c.optim.decay_vectors = True  # airbench decays every parameter, BatchNorm offsets too
     c.optim.warmup_steps = WARMUP_IMAGES // c.batch_size
     c.optim.schedule = "linear"
     c.optim.lookahead_every = 5

@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from jaxhash import config as config_lib
 from jaxhash import models
 from jaxhash.config import validate_config
 from jaxhash.console import muted
@@ -293,7 +294,7 @@ def saved_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None
                 _first_line(error),
             )
             continue
-        return ml_collections.ConfigDict(restored.config)
+        return config_lib.with_former_defaults(ml_collections.ConfigDict(restored.config))
     raise NoGoodCheckpointError(
         f"no checkpoint in {directory} has a readable config: train into a new --workdir."
     )

@@ -83,6 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.momentum = 0.9
     c.optim.nesterov = True
     c.optim.weight_decay = 5e-4
+    # Decay 1-D parameters (biases, BatchNorm offsets and scales) too; off as in the Flax
+    # ImageNet example and big_vision, where only kernels are decayed.
+    c.optim.decay_vectors = False
     c.optim.warmup_steps = 100
     c.optim.schedule = "cosine"  # after the warm-up: cosine or linear decay to 0
     # Lookahead (jaxhash.state.lookahead): every N updates the weights move to slow weights
@@ -619,6 +622,27 @@ RESUMABLE_CHANGES = (
     "data.prefetch",
     "distributed.",
 )
+
+
+# Fields added with a default that differs from what runs saved before them did: the value
+# those runs trained with, filled in when a saved config lacks the field (saved_config).
+FORMER_DEFAULTS = {"optim.decay_vectors": True}
+
+
+def with_former_defaults(saved: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``saved`` (a run's stored config) with each missing field of :data:`FORMER_DEFAULTS`
+    set to the behaviour it was trained with, so a resume or evaluation keeps it."""
+    saved = ml_collections.ConfigDict(saved)
+    for path, value in FORMER_DEFAULTS.items():
+        *blocks, name = path.split(".")
+        node = saved
+        for block in blocks:
+            if block not in node:
+                node[block] = ml_collections.ConfigDict()
+            node = node[block]
+        if name not in node:
+            node[name] = value
+    return saved
 
 
 def config_changes(old, new) -> dict[str, tuple[Any, Any]]:

@@ -169,22 +169,30 @@ def frozen_mask(params, frozen: Sequence[str]) -> Any:
     return jax.tree_util.tree_map_with_path(leaf, params)
 
 
+def kernels_only(params) -> Any:
+    """Mask of the parameters weight decay applies to when ``optim.decay_vectors`` is off:
+    those of 2 or more dimensions (kernels), not biases or BatchNorm's 1-D parameters."""
+    return jax.tree_util.tree_map(lambda x: jnp.ndim(x) > 1, params)
+
+
 def make_optimizer(
     optim, total_steps: int, frozen: Sequence[str] = ()
 ) -> optax.GradientTransformation:
     """SGD with momentum or AdamW, warm-up + cosine or linear decay, optionally a lower
-    backbone rate and Lookahead (``optim.lookahead_every``). Parameters named in ``frozen``
-    (path suffixes, :func:`frozen_mask`) are never updated."""
+    backbone rate and Lookahead (``optim.lookahead_every``). Weight decay applies to every
+    parameter with ``optim.decay_vectors``, else to kernels only (:func:`kernels_only`).
+    Parameters named in ``frozen`` (path suffixes, :func:`frozen_mask`) are never updated."""
     schedule = learning_rate_schedule(optim, total_steps)
+    decayed = None if optim.decay_vectors else kernels_only
 
     def base(scale: float) -> optax.GradientTransformation:
         lr = (lambda step: scale * schedule(step)) if scale != 1.0 else schedule
         if optim.name == "sgd":
             return optax.chain(
-                optax.add_decayed_weights(float(optim.weight_decay)),
+                optax.add_decayed_weights(float(optim.weight_decay), mask=decayed),
                 optax.sgd(lr, momentum=float(optim.momentum), nesterov=bool(optim.nesterov)),
             )
-        return optax.adamw(lr, weight_decay=float(optim.weight_decay))
+        return optax.adamw(lr, weight_decay=float(optim.weight_decay), mask=decayed)
 
     chain = [optax.clip_by_global_norm(float(optim.grad_clip))] if optim.grad_clip else []
     if float(optim.backbone_lr_scale) == 1.0:

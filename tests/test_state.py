@@ -98,3 +98,38 @@ def test_frozen_mask_matches_path_suffixes():
         "whiten": {"kernel": True},
         "kernel": False,
     }
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+@pytest.mark.parametrize("decay_vectors", [False, True])
+def test_weight_decay_reaches_vectors_only_when_asked(name, decay_vectors):
+    """With a zero gradient only weight decay moves a parameter: kernels always shrink;
+    biases and BatchNorm-like vectors only with ``optim.decay_vectors``."""
+    optim = _optim(name=name, weight_decay=0.1, warmup_steps=0, decay_vectors=decay_vectors)
+    params = {
+        "conv": {"kernel": jnp.ones((3, 3, 2, 4)), "bias": jnp.ones(4)},
+        "bn": {"bias": jnp.ones(4)},
+    }
+    optimizer = state.make_optimizer(optim, total_steps=10)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zeros, optimizer.init(params), params)
+    moved = optax.apply_updates(params, updates)
+    assert np.all(np.asarray(moved["conv"]["kernel"]) < 1.0)
+    for vector in (moved["conv"]["bias"], moved["bn"]["bias"]):
+        if decay_vectors:
+            assert np.all(np.asarray(vector) < 1.0)
+        else:
+            np.testing.assert_array_equal(np.asarray(vector), 1.0)
+
+
+def test_runs_saved_before_decay_vectors_existed_keep_decaying_vectors():
+    """A stored config without ``optim.decay_vectors`` reads as the behaviour it trained with
+    (True); a config that has the field keeps its value."""
+    from jaxhash import config as config_lib
+
+    old = default_config().to_dict()
+    del old["optim"]["decay_vectors"]
+    assert config_lib.with_former_defaults(ml_collections.ConfigDict(old)).optim.decay_vectors
+    new = default_config()
+    assert not config_lib.with_former_defaults(new).optim.decay_vectors
+    assert not config_lib.validate_config(default_config()).optim.decay_vectors
