@@ -255,19 +255,26 @@ def _kl_cell(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (epochs, protocol, bits, method), seeds averaged (with spread)."""
+    """Markdown: one line per (epochs, network, protocol, bits, method), seeds averaged (with
+    spread); the network column (model and batch size) only when rows name their model."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:  # rows with class-description targets are a method of their own
         method = row["method"] + (" (text targets)" if row.get("targets") == "text" else "")
-        key = (row["epochs"], row["protocol"], row["bits"], method)
+        network = f"{row['model']}, batch {row['batch_size']}" if row.get("model") else ""
+        key = (row["epochs"], network, row["protocol"], row["bits"], method)
         groups.setdefault(key, []).append(row)
     fixed = ("ce", "ce_quant", "ce_sim")
+    networks = any(key[1] for key in groups)
     lines = [
-        "| epochs | protocol | bits | method | KL term | seeds | mAHP@250 | mAP@250 | P@100 | "
+        "| epochs |" + (" network |" if networks else "")
+        + " protocol | bits | method | KL term | seeds | mAHP@250 | mAP@250 | P@100 | "
         "severity | precision r<=2 | mAHP@250 real (cos) | mAP@250 real (cos) | gap mAP | "
         "cos(z, sign z) | wall s / seed |",
-        "|" + " --- |" * 16,
+        "|" + " --- |" * (17 if networks else 16),
     ]
+
+    def lead(key) -> str:
+        return f"| {key[0]:g} |" + (f" {key[1] or '-'} |" if networks else "")
 
     def cell(values: list[float]) -> str:
         if not values:
@@ -278,9 +285,9 @@ def table(rows: list[dict]) -> str:
         return f"{mean:.3f} ± {(max(values) - min(values)) / 2:.3f}"
 
     def order(key):
-        epochs, protocol, bits, method = key
+        epochs, network, protocol, bits, method = key
         rank = fixed.index(method) if method in fixed else len(fixed)
-        return (-epochs, protocol != "database_is_query", bits, rank, method)
+        return (-epochs, network, protocol != "database_is_query", bits, rank, method)
 
     keys = sorted(groups, key=order)
     for i, key in enumerate(keys):
@@ -290,7 +297,7 @@ def table(rows: list[dict]) -> str:
         logs = [r.get("train_log", {}) for r in members]
         diag = [log["z_sign_cos"] for log in logs if "z_sign_cos" in log]
         lines.append(
-            f"| {key[0]:g} | {_protocol(key[1])} | {key[2]} | {key[3]} | {_kl_cell(members[0])} | "
+            f"{lead(key)} {_protocol(key[2])} | {key[3]} | {key[4]} | {_kl_cell(members[0])} | "
             f"{len(members)} | {cell([metric(x, 'mAHP@') for x in m])} | "
             f"{cell([metric(x, 'mAP@') for x in m])} | {cell([x['P@100'] for x in m])} | "
             f"{cell([x['mistake_severity'] for x in m])} | "
@@ -299,11 +306,11 @@ def table(rows: list[dict]) -> str:
             f"{cell([metric(r['gap_cosine_minus_hamming'], 'mAP@') for r in members])} | "
             f"{cell(diag)} | {sum(r['wall_s'] for r in members) / len(members):.0f} |"
         )
-        last_of_block = i + 1 == len(keys) or keys[i + 1][:3] != key[:3]
+        last_of_block = i + 1 == len(keys) or keys[i + 1][:4] != key[:4]
         rc = members[0]["random_codes"]
         if last_of_block and rc:  # uniform random codes of the same length, same queries
             lines.append(
-                f"| {key[0]:g} | {_protocol(key[1])} | {key[2]} | random codes | - | - | "
+                f"{lead(key)} {_protocol(key[2])} | {key[3]} | random codes | - | - | "
                 f"{metric(rc, 'mAHP@'):.3f} | {metric(rc, 'mAP@'):.3f} | "
                 f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | "
                 f"{rc.get('precision@r2', 0.0):.3f} | - | - | - | - | - |"

@@ -130,6 +130,35 @@ def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method()
     assert [r.split(" | ")[3:6:2] for r in rows] == [["paper", "2"], ["paper (text targets)", "1"]]
 
 
+def test_the_table_keeps_rows_of_other_networks_apart():
+    """Rows that name their model get a network column; another width or batch is its own
+    line, not another seed."""
+    metrics = {"mAHP@250": 0.7, "mAP@250": 0.5, "P@100": 0.4, "mistake_severity": 0.3}
+    row = {
+        "epochs": 15.0,
+        "protocol": "database_is_query",
+        "bits": 64,
+        "method": "paper",
+        "kl_form": "marginal",
+        "weights": {"kl": 3.0},
+        "metrics": metrics,
+        "real_valued": {"cosine": metrics},
+        "gap_cosine_minus_hamming": {"mAP@250": 0.0},
+        "wall_s": 1.0,
+        "random_codes": {},
+        "model": "fast_cnn widths 64,256,256",
+        "batch_size": 128,
+    }
+    rows = [row, {**row, "seed": 1}, {**row, "batch_size": 512}]
+    lines = study.table(rows).splitlines()
+    assert lines[0].startswith("| epochs | network | protocol |")
+    cells = [line.split(" | ")[1:7:5] for line in lines[2:]]
+    assert cells == [
+        ["fast_cnn widths 64,256,256, batch 128", "2"],
+        ["fast_cnn widths 64,256,256, batch 512", "1"],
+    ]
+
+
 def test_reproduction_rejects_a_missing_data_file(tmp_path):
     with pytest.raises(SystemExit):
         study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "o.json")])
