@@ -67,6 +67,10 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (permissions, disk space)."""
 
 
+class CheckpointReadError(OSError):
+    """A checkpoint that is not damaged in a way jaxhash can name could not be restored."""
+
+
 class NoGoodCheckpointError(ValueError):
     """No checkpoint of a run folder can be restored."""
 
@@ -137,11 +141,12 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
     """The newest good checkpoint restored onto ``state``'s structure and shardings, or None
     when there is no checkpoint.
 
-    A checkpoint is good when it restores without error, its arrays have the shapes and dtypes
-    of ``state``'s and every leaf is finite; each newer one that is not is skipped with a
-    warning naming it and why. Raises :class:`IncompatibleCheckpointError` when every
-    checkpoint's arrays differ from ``state``'s (another model), else
-    :class:`NoGoodCheckpointError` when none is good.
+    A checkpoint is good when its files match their recorded checksums, its arrays have the
+    shapes and dtypes of ``state``'s and every leaf is finite; each newer one that is not is
+    skipped with a warning naming it and why. Raises :class:`IncompatibleCheckpointError` when
+    every checkpoint's arrays differ from ``state``'s (another model), else
+    :class:`NoGoodCheckpointError` when none is good, and :class:`CheckpointReadError` at once
+    when a checkpoint fails to restore for another reason (``_restore_if_good``).
     """
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -176,8 +181,14 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
 
 
 def _restore_if_good(manager, step: int, abstract: dict, differences: list[str]):
-    """Checkpoint ``step`` restored onto ``abstract``, or why it is not usable (a str); a
-    difference of array shapes or dtypes is also appended to ``differences``."""
+    """Checkpoint ``step`` restored onto ``abstract``, or the damage that makes it unusable (a
+    str): files that differ from their recorded checksums, arrays of other shapes or dtypes
+    (also appended to ``differences``), non-finite values.
+
+    Any other failure (a read error on intact files, memory, a device count the arrays cannot
+    be placed on) is not damage: it raises :class:`CheckpointReadError` rather than falling
+    back to an older checkpoint and losing the steps in between.
+    """
     import orbax.checkpoint as ocp
 
     step_dir = Path(manager.directory) / str(step)
@@ -186,17 +197,24 @@ def _restore_if_good(manager, step: int, abstract: dict, differences: list[str])
         return changed
     try:
         different = _differing_arrays(step_dir / "state", abstract)
-    except Exception as error:
-        return f"its metadata cannot be read ({_first_line(error)})"
-    if different:
-        differences.append(different)
-        return f"its arrays differ from the model's ({different})"
-    try:
+        if different:
+            differences.append(different)
+            return f"its arrays differ from the model's ({different})"
         restored = manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )
     except Exception as error:
-        return f"it cannot be read ({_first_line(error)})"
+        verified = (step_dir / CHECKSUMS).is_file()
+        cause = (
+            "its files match their checksums, so the cause is not damage to it"
+            if verified
+            else "it has no checksums to tell damage from another fault; if it is damaged, "
+            f"delete {step_dir} to resume from the checkpoint before it"
+        )
+        raise CheckpointReadError(
+            f"checkpoint step {step} in {step_dir.parent} could not be restored "
+            f"({_first_line(error)}); {cause}. Fix the cause and rerun."
+        ) from error
     restored = TrainState(**restored.state)
     bad = nonfinite_trees(restored)
     return f"its {', '.join(bad)} hold NaN or infinite values" if bad else restored

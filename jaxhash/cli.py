@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Errors: one line on stderr (:func:`jaxhash.console.error_line`), status 1 (2 for a command
     line that does not parse, 130 when interrupted); with ``--verbose`` the traceback first.
+    Training stopped by SIGTERM or SIGINT after saving a checkpoint: one line saying so and
+    where, status 128 + the signal's number (143, 130).
     """
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
@@ -341,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             print(console.traceback_text(error), file=sys.stderr, end="")
         print(console.error_line(error), file=sys.stderr)
+        signal_number = getattr(error, "signal_number", None)  # interruptions.TrainingInterrupted
+        if isinstance(error, KeyboardInterrupt) and signal_number:
+            return 128 + signal_number
         return 130 if isinstance(error, KeyboardInterrupt) else 1
     return 0
 

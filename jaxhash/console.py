@@ -110,6 +110,8 @@ def error_line(error: BaseException) -> str:
     error without one gets the path and a hint; anything else is unexpected and points to
     ``--verbose``.
     """
+    if isinstance(error, KeyboardInterrupt) and hasattr(error, "signal_number"):
+        return f"jaxhash: {one_line(error)}"  # interruptions.TrainingInterrupted: it saved
     if isinstance(error, KeyboardInterrupt):
         return "jaxhash: error: interrupted; rerun the same command to resume from its checkpoint"
     if isinstance(error, OSError) and error.filename is not None and len(error.args) == 2:

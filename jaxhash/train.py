@@ -47,7 +47,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxhash import checkpoints, diagnostics, losses
+from jaxhash import checkpoints, diagnostics, interruptions, losses
 from jaxhash.config import config_changes, validate_config
 from jaxhash.model_eval import Evaluator
 from jaxhash.parallel import DATA_AXIS, initialize_distributed
@@ -331,6 +331,10 @@ def run(
     the run is then unfinished (``state.step`` below the total, no evaluation) and a rerun
     continues it. For schedulers and machines lent for a few minutes at a time.
 
+    SIGTERM or SIGINT during training saves a checkpoint at the step reached and raises
+    :class:`jaxhash.interruptions.TrainingInterrupted` (a ``KeyboardInterrupt``); with several
+    processes all of them stop at the same step (:mod:`jaxhash.interruptions`).
+
     A rerun whose config differs from the checkpoint's in more than
     ``jaxhash.config.RESUMABLE_CHANGES`` raises :class:`ConfigChangedError` before training,
     unless ``allow_config_change`` (a model of other shapes cannot resume even then). One
@@ -406,51 +410,67 @@ def _train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
+    stopped_by = None  # the signal that stopped training (interruptions.Interruptions)
     try:
-        pending = []  # (step, metrics) on the device, not read yet
-        window_start, window_steps = time.perf_counter(), 0
-        while step < total_steps:
-            # Device arrays only: caption text rides along as host strings for other uses.
-            batch = {k: v for k, v in next(batches).items() if isinstance(v, jax.Array)}
-            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
-            pending.append((step, metrics))
-            step += 1
-            window_steps += 1
-            last = step == total_steps
-            log_now = step % log_every == 0 or last
-            out_of_time = time_limit_s is not None and time.time() - start_time > time_limit_s
-            save_now = manager.should_save(step) or out_of_time
-            eval_now = bool(eval_every) and step % eval_every == 0 and not last
-            if log_now or save_now or eval_now:  # the only places the host waits
-                _check_finite(pending, manager)
-                pending = []
-            if log_now:
-                values = {k: v for k, v in jax.device_get(metrics).items() if k not in _FLAGS}
-                elapsed = time.perf_counter() - window_start
-                values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
-                values["learning_rate"] = float(schedule(step - 1))
-                writer.write(step, values)
+        with interruptions.Interruptions(time_limit_s, start_time) as stops:
+            pending = []  # (step, metrics) on the device, not read yet
+            window_start, window_steps = time.perf_counter(), 0
+            while step < total_steps:
+                # Device arrays only: caption text rides along as host strings for other uses.
+                batch = {k: v for k, v in next(batches).items() if isinstance(v, jax.Array)}
+                state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+                pending.append((step, metrics))
+                step += 1
+                window_steps += 1
+                last = step == total_steps
+                log_now = step % log_every == 0 or last
+                scheduled = manager.should_save(step)
+                out_of_time = stops.out_of_time(at_sync_point=log_now or scheduled)
+                stopped_by = stops.signalled(step)
+                early = out_of_time or stopped_by is not None
+                save_now = scheduled or early
+                eval_now = bool(eval_every) and step % eval_every == 0 and not last and not early
+                if log_now or save_now or eval_now:  # the only places the host waits
+                    _check_finite(pending, manager)
+                    pending = []
+                if log_now:
+                    values = {k: v for k, v in jax.device_get(metrics).items() if k not in _FLAGS}
+                    elapsed = time.perf_counter() - window_start
+                    values["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
+                    values["learning_rate"] = float(schedule(step - 1))
+                    writer.write(step, values)
+                    if bar is not None:
+                        shown = ("loss", "ce", "sim", "kl", "images_per_s")
+                        postfix = {k: f"{float(v):.4g}" for k, v in values.items() if k in shown}
+                        bar.set_postfix(postfix)
+                    window_start, window_steps = time.perf_counter(), 0
                 if bar is not None:
-                    shown = ("loss", "ce", "sim", "kl", "images_per_s")
-                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in values.items() if k in shown})
-                window_start, window_steps = time.perf_counter(), 0
-            if bar is not None:
-                bar.update(1)
-            if save_now:
-                checkpoints.save(manager, step, state, config, force=out_of_time)
-            if out_of_time and not last:
-                log.info("time limit %.0f s reached at step %d: rerun to go on", time_limit_s, step)
-                break
-            if eval_now:
-                report = evaluator.evaluate(state, workdir)
-                scalars = {k: v for k, v in report["metrics"].items() if isinstance(v, int | float)}
-                writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
+                    bar.update(1)
+                if save_now:
+                    checkpoints.save(manager, step, state, config, force=early)
+                if stopped_by is not None:
+                    break
+                if out_of_time and not last:
+                    log.info(
+                        "time limit %.0f s reached at step %d: rerun to go on", time_limit_s, step
+                    )
+                    break
+                if eval_now:
+                    report = evaluator.evaluate(state, workdir)
+                    scalars = {
+                        k: v for k, v in report["metrics"].items() if isinstance(v, int | float)
+                    }
+                    writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
     finally:
         if batches is not None:
             batches.close()  # stop the prefetch thread (and its TF iterator) now
         if bar is not None:
             bar.close()
     manager.wait_until_finished()
+    if stopped_by is not None:
+        message = interruptions.stop_message(stopped_by, step, str(manager.directory))
+        log.warning("%s", message)
+        raise interruptions.TrainingInterrupted(message, stopped_by, step)
     report = None
     if config.eval.at_end and step == total_steps:
         log.info("evaluating step %d on %s", step, config.eval.split or info.eval_split)

@@ -156,3 +156,22 @@ def test_a_failed_save_stops_at_once_with_one_clear_line(trained, tmp_path):
     assert lines, done.stderr[-3000:]
     assert f"could not write checkpoint step 1 to {workdir / 'checkpoints' / '1'}: " in lines[-1]
     assert "Permission denied; fix permissions/disk space or choose another --workdir" in lines[-1]
+
+
+def test_a_restore_failure_that_is_not_damage_stops_instead_of_falling_back(run_copy, monkeypatch):
+    """A read error on a checkpoint whose files match their checksums (a passing fault, memory,
+    another device count) is raised, naming the step, rather than skipped for an older one;
+    without checksums the error says how to fall back by hand."""
+    import orbax.checkpoint as ocp
+
+    data_dir, workdir, _ = run_copy
+
+    def failing_restore(self, step, *args, **kwargs):
+        raise OSError("transient read error")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", failing_restore)
+    with pytest.raises(checkpoints.CheckpointReadError, match=r"step 3 .*match their checksums"):
+        checkpoints.restore_run(_quick(data_dir), workdir)
+    (workdir / "checkpoints" / "3" / checkpoints.CHECKSUMS).unlink()
+    with pytest.raises(checkpoints.CheckpointReadError, match=r"no checksums.*delete .*3"):
+        checkpoints.restore_run(_quick(data_dir), workdir)
