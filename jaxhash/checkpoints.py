@@ -1,4 +1,4 @@
-"""Checkpoints of a run folder (orbax), each holding the train state and the config beside it.
+"""Checkpoints of a run folder (orbax): the train state, with its config and inputs beside it.
 
 ``workdir/checkpoints/<step>/`` is one composite orbax item: ``state`` (the
 :class:`jaxhash.state.TrainState` as a dict of arrays), ``config`` (the run's validated
@@ -17,14 +17,13 @@ optimiser state). :mod:`jaxhash.run_folder` builds runs on these.
 Only good checkpoints: :func:`save` refuses a state with a NaN or infinite leaf, and
 :func:`restore_latest` (and :func:`restore_variables`) restores the newest checkpoint that
 reads without error, matches the model's arrays (shapes, dtypes) and is finite, warning about
-each newer one it skips. Saves
-are synchronous: a failed write (permissions, full disk) raises
-:class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only
-at the next save and leave a thread waiting minutes at interpreter exit. Each save also
-writes ``checksums.json`` beside the items (sha256 of every file): a file changed on disk
-afterwards (a flipped bit that still decodes to finite numbers) is caught before restoring,
-and the checkpoint is skipped like an unreadable one. Checkpoints without it (written by an
-earlier jaxhash, or by orbax directly) are restored unchecked.
+each newer one it skips. Saves are synchronous: a failed write (permissions, full disk) raises
+:class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only at
+the next save and leave a thread waiting minutes at interpreter exit. Each save also writes
+``checksums.json`` beside the items (sha256 of every file): a file changed on disk afterwards
+(a flipped bit that still decodes to finite numbers) is caught before restoring, and the
+checkpoint is skipped like an unreadable one. Checkpoints without it (written by an earlier
+jaxhash, or by orbax directly) are restored unchecked.
 """
 
 from __future__ import annotations
