@@ -227,14 +227,11 @@ def _text_relevance(config, run_dir: Path) -> dict:
     """The run's last checkpoint scored with the class-description similarity as graded
     relevance (``eval.similarity = "text"``): Hamming and cosine mAHP@k, mAP@k, ...; its report
     goes to ``run_dir/text_relevance``."""
-    from jaxhash import checkpoints
-    from jaxhash.model_eval import Evaluator
+    from jaxhash.run_folder import open_run
 
     config = config.copy_and_resolve_references()
     config.eval.similarity = "text"
-    setup = checkpoints.restore_run(config, run_dir)
-    evaluator = Evaluator(setup.config, setup.info, setup.model, setup.mesh)
-    report = evaluator.evaluate(setup.state, run_dir / "text_relevance")
+    report = open_run(run_dir, config=config).evaluate(run_dir / "text_relevance")
     rows = report["rows"]
     return {name: _pick(rows[name]["summary"]) for name in ("hamming", "cosine") if name in rows}
 

@@ -300,7 +300,7 @@ def numpy_map_mahp(codes, labels, similarity, map_k: int, mahp_k: int):
 
 
 def jaxhash_map_mahp(codes, labels, similarity, map_k, mahp_k, ties="stable"):
-    """mAP@map_k and mAHP@mahp_k from one ranking, as ``jaxhash.evaluate`` computes them."""
+    """mAP@map_k and mAHP@mahp_k from one ranking, as ``jaxhash.evaluation`` computes them."""
     data = metrics.prepare(codes, codes, labels, labels, exclude_self=True)
     ranked = metrics.rank(data, max(map_k, mahp_k), ties=ties)
     ap = metrics.average_precisions(data, ranked, map_k)

@@ -1,24 +1,29 @@
-"""Checkpoints of a run folder (orbax), each holding the train state and the config beside it.
+"""Checkpoints of a run folder (orbax): the train state, with its config and inputs beside it.
 
 ``workdir/checkpoints/<step>/`` is one composite orbax item: ``state`` (the
-:class:`jaxhash.state.TrainState` as a dict of arrays) and ``config`` (the run's validated
-config as JSON), so a checkpoint always carries the config it was trained with, and a rerun
-with other settings does not overwrite an earlier one's. orbax decides when to save
+:class:`jaxhash.state.TrainState` as a dict of arrays), ``config`` (the run's validated
+config as JSON) and ``inputs`` (JSON: what encoding an image needs, input size, crop,
+normalisation, classes; :class:`jaxhash.run_folder.RunInputs`), so a checkpoint always carries
+the config it was trained with, a rerun with other settings does not overwrite an earlier
+one's, and new images are encoded without the training data. Checkpoints of an earlier
+jaxhash have no ``inputs`` (:func:`saved_inputs` is None then). orbax decides when to save
 (``save_interval_steps = config.train.checkpoint_every``, the last step through
 ``save_on_steps``, and the first step of a fresh run by its initial-save policy) and keeps
-``config.train.keep_checkpoints`` of them. :func:`restore_run` rebuilds a run folder's model
-and newest state: training resumes from it, ``jaxhash evaluate``/``encode`` evaluate it.
+``config.train.keep_checkpoints`` of them. Training restores the whole state
+(:func:`restore_latest`); evaluation and encoding restore only the step, parameters and batch
+statistics (:func:`restore_variables`: orbax reads that part of the saved tree, never the
+optimiser state). :mod:`jaxhash.run_folder` builds runs on these.
 
 Only good checkpoints: :func:`save` refuses a state with a NaN or infinite leaf, and
-:func:`restore_latest` restores the newest checkpoint that reads without error, matches the
-model's arrays (shapes, dtypes) and is finite, warning about each newer one it skips. Saves
-are synchronous: a failed write (permissions, full disk) raises
-:class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only
-at the next save and leave a thread waiting minutes at interpreter exit. Each save also
-writes ``checksums.json`` beside the items (sha256 of every file): a file changed on disk
-afterwards (a flipped bit that still decodes to finite numbers) is caught before restoring,
-and the checkpoint is skipped like an unreadable one. Checkpoints without it (written by an
-earlier jaxhash, or by orbax directly) are restored unchecked.
+:func:`restore_latest` (and :func:`restore_variables`) restores the newest checkpoint that
+reads without error, matches the model's arrays (shapes, dtypes) and is finite, warning about
+each newer one it skips. Saves are synchronous: a failed write (permissions, full disk) raises
+:class:`CheckpointWriteError` at once, where orbax's asynchronous save would report it only at
+the next save and leave a thread waiting minutes at interpreter exit. Each save also writes
+``checksums.json`` beside the items (sha256 of every file): a file changed on disk afterwards
+(a flipped bit that still decodes to finite numbers) is caught before restoring, and the
+checkpoint is skipped like an unreadable one. Checkpoints without it (written by an earlier
+jaxhash, or by orbax directly) are restored unchecked.
 """
 
 from __future__ import annotations
@@ -26,37 +31,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
-import optax
-from jax.sharding import Mesh
 
 from jaxhash import config as config_lib
-from jaxhash import models
-from jaxhash.config import validate_config
 from jaxhash.console import muted
 from jaxhash.file_digest import file_digest
-from jaxhash.parallel import make_mesh
-from jaxhash.state import (
-    STATE_TREES,
-    TrainState,
-    build_model,
-    create_state,
-    finite_trees,
-    make_optimizer,
-    total_steps,
-)
+from jaxhash.state import STATE_TREES, TrainState, finite_trees
 
 log = logging.getLogger(__name__)
-_finite_trees = jax.jit(finite_trees)
+_finite_trees = jax.jit(finite_trees, static_argnames="names")
 
 
 CHECKSUMS = "checksums.json"
-_ITEMS = ("state", "config")
+_ITEMS = ("state", "config", "inputs")
+VARIABLE_TREES = ("step", "params", "batch_stats")  # what :func:`restore_variables` reads
 
 
 class NonFiniteStateError(ValueError):
@@ -97,15 +90,27 @@ def checkpoint_manager(workdir: str | os.PathLike, config, last_step: int | None
     return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
 
 
-def nonfinite_trees(state: TrainState) -> list[str]:
-    """The names of ``state``'s trees (:data:`STATE_TREES`) with a NaN or infinite leaf."""
-    flags = jax.device_get(_finite_trees(state))
-    return [name for name, finite in zip(STATE_TREES, flags, strict=True) if not finite]
+def nonfinite_trees(state: TrainState | Mapping[str, Any]) -> list[str]:
+    """The names of ``state``'s trees (those of :data:`STATE_TREES` it has) with a NaN or
+    infinite leaf."""
+    trees = state if isinstance(state, Mapping) else state.as_dict()
+    names = tuple(name for name in STATE_TREES if name in trees)
+    flags = jax.device_get(_finite_trees(trees, names=names))
+    return [name for name, finite in zip(names, flags, strict=True) if not finite]
 
 
-def save(manager, step: int, state: TrainState, config, *, force: bool = False) -> None:
-    """Save ``state`` and ``config`` as checkpoint ``step``. ``force``: also off the save
-    schedule (e.g. a time limit).
+def save(
+    manager,
+    step: int,
+    state: TrainState,
+    config,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> None:
+    """Save ``state``, ``config`` and ``inputs`` (JSON-ready, e.g.
+    ``jaxhash.run_folder.RunInputs.to_json()``; None: not saved) as checkpoint ``step``.
+    ``force``: also off the save schedule (e.g. a time limit).
 
     Raises :class:`NonFiniteStateError` (nothing written) for a state with a non-finite leaf
     and :class:`CheckpointWriteError` when the write fails.
@@ -118,15 +123,14 @@ def save(manager, step: int, state: TrainState, config, *, force: bool = False) 
             f"checkpoint step {step} not written: its {', '.join(bad)} hold NaN or infinite "
             "values. Lower the learning rate or the loss weights, then rerun."
         )
+    items = dict(
+        state=ocp.args.StandardSave(state.as_dict()),
+        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+    )
+    if inputs is not None:
+        items["inputs"] = ocp.args.JsonSave(dict(inputs))
     try:
-        manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state.as_dict()),
-                config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
-            ),
-            force=force,
-        )
+        manager.save(int(step), args=ocp.args.Composite(**items), force=force)
         if jax.process_index() == 0 and int(step) in manager.all_steps():
             _write_checksums(Path(manager.directory) / str(int(step)))
     except Exception as error:
@@ -148,18 +152,38 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
     :class:`NoGoodCheckpointError` when none is good, and :class:`CheckpointReadError` at once
     when a checkpoint fails to restore for another reason (``_restore_if_good``).
     """
+    restored = _restore_newest(manager, state.as_dict())
+    return None if restored is None else TrainState(**restored)
+
+
+def restore_variables(manager, variables: Mapping[str, Any]) -> dict | None:
+    """The newest good checkpoint's ``step``, ``params`` and ``batch_stats`` (no optimiser
+    state: orbax restores only this part of the saved tree), or None when there is none.
+
+    ``variables``: ``{"step", "params", "batch_stats"}`` of the model, arrays or
+    ``jax.ShapeDtypeStruct`` with shardings (e.g. ``jax.eval_shape`` of its initialiser); the
+    checkpoint is restored onto them. Good, skipped and errors as in :func:`restore_latest`,
+    judged on these trees only.
+    """
+    if set(variables) != set(VARIABLE_TREES):
+        raise ValueError(f"variables must hold {VARIABLE_TREES}; got {sorted(variables)}.")
+    return _restore_newest(manager, variables)
+
+
+def _restore_newest(manager, target: Mapping[str, Any]) -> dict | None:
+    """:func:`restore_latest` onto the trees of ``target`` (all of the state, or a part)."""
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         return None
     abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state.as_dict()
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), dict(target)
     )
     directory = Path(manager.directory)
     skipped, differences = [], []
     for step in steps:
         _check_layout(manager, step)
         reason = _restore_if_good(manager, step, abstract, differences)
-        if isinstance(reason, TrainState):
+        if isinstance(reason, dict):
             return reason
         log.warning(
             "skipping checkpoint step %d in %s: %s; trying the next older one",
@@ -181,9 +205,10 @@ def restore_latest(manager, state: TrainState) -> TrainState | None:
 
 
 def _restore_if_good(manager, step: int, abstract: dict, differences: list[str]):
-    """Checkpoint ``step`` restored onto ``abstract``, or the damage that makes it unusable (a
-    str): files that differ from their recorded checksums, arrays of other shapes or dtypes
-    (also appended to ``differences``), non-finite values.
+    """Checkpoint ``step`` restored onto ``abstract`` (a dict of trees: the whole saved state,
+    or a part of it), or the damage that makes it unusable (a str): files that differ from
+    their recorded checksums, arrays of other shapes or dtypes (also appended to
+    ``differences``), non-finite values.
 
     Any other failure (a read error on intact files, memory, a device count the arrays cannot
     be placed on) is not damage: it raises :class:`CheckpointReadError` rather than falling
@@ -200,9 +225,14 @@ def _restore_if_good(manager, step: int, abstract: dict, differences: list[str])
         if different:
             differences.append(different)
             return f"its arrays differ from the model's ({different})"
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        )
+        if set(abstract) == {"step", *STATE_TREES}:
+            args = ocp.args.StandardRestore(abstract)
+        else:  # a part of the saved tree: only its arrays are read
+            restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+            args = ocp.args.PyTreeRestore(
+                abstract, restore_args=restore_args, partial_restore=True
+            )
+        restored = dict(manager.restore(step, args=ocp.args.Composite(state=args)).state)
     except Exception as error:
         verified = (step_dir / CHECKSUMS).is_file()
         cause = (
@@ -215,7 +245,6 @@ def _restore_if_good(manager, step: int, abstract: dict, differences: list[str])
             f"checkpoint step {step} in {step_dir.parent} could not be restored "
             f"({_first_line(error)}); {cause}. Fix the cause and rerun."
         ) from error
-    restored = TrainState(**restored.state)
     bad = nonfinite_trees(restored)
     return f"its {', '.join(bad)} hold NaN or infinite values" if bad else restored
 
@@ -258,13 +287,15 @@ def _changed_file(step_dir: Path) -> str:
 
 def _differing_arrays(path: Path, abstract: dict) -> str:
     """The arrays whose presence, shape or dtype differ between the saved state at ``path``
-    (its metadata) and ``abstract`` (up to 3, as ``name: saved -> now``); "" when none."""
+    (its metadata; only its trees that ``abstract`` has) and ``abstract`` (up to 3, as
+    ``name: saved -> now``); "" when none."""
     import orbax.checkpoint as ocp
 
     # The step-level metadata file sits one folder up; orbax warns that the item has none.
     with muted("Metadata file does not exist"), ocp.StandardCheckpointer() as checkpointer:
         saved = checkpointer.metadata(path).item_metadata
-    saved, wanted = _array_types(saved), _array_types(abstract)
+    saved = {n: t for n, t in _array_types(saved).items() if n.split("/")[0] in abstract}
+    wanted = _array_types(abstract)
     names = sorted(n for n in saved.keys() | wanted.keys() if saved.get(n) != wanted.get(n))
     shown = [f"{n}: {saved.get(n, 'absent')} -> {wanted.get(n, 'absent')}" for n in names[:3]]
     return "; ".join(shown) + (f"; {len(names) - 3} more" if len(names) > 3 else "")
@@ -291,31 +322,62 @@ def _first_line(error: BaseException) -> str:
 def saved_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict | None:
     """The config saved with ``workdir``'s newest checkpoint whose config reads (None: no
     checkpoint yet)."""
+    manager, steps = _saved_steps(workdir)
+    if not steps:
+        return None
+    saved = _newest_json(manager, steps, "config")
+    if saved is None:
+        raise NoGoodCheckpointError(
+            f"no checkpoint in {manager.directory} has a readable config: train into a new "
+            "--workdir."
+        )
+    return config_lib.with_former_defaults(ml_collections.ConfigDict(saved))
+
+
+def saved_inputs(workdir: str | os.PathLike) -> dict | None:
+    """The ``inputs`` saved with ``workdir``'s newest checkpoint that has readable ones (None:
+    no checkpoint has them, e.g. all were written by an earlier jaxhash)."""
+    manager, steps = _saved_steps(workdir)
+    return _newest_json(manager, steps, "inputs") if steps else None
+
+
+def _saved_steps(workdir: str | os.PathLike) -> tuple[Any, list[int]]:
+    """A reading ``CheckpointManager`` of ``workdir/checkpoints`` (None: no such folder) and
+    its steps, newest first."""
     import orbax.checkpoint as ocp
 
     directory = Path(workdir).absolute() / "checkpoints"
     if not directory.is_dir():
-        return None
+        return None, []
     manager = ocp.CheckpointManager(directory)
-    steps = sorted(manager.all_steps(), reverse=True)
-    if not steps:
-        return None
+    return manager, sorted(manager.all_steps(), reverse=True)
+
+
+def _newest_json(manager, steps: list[int], item: str) -> dict | None:
+    """The JSON item ``item`` of the newest of ``steps`` where it reads; each newer checkpoint
+    where it does not read is skipped with a warning, one without it silently."""
+    import orbax.checkpoint as ocp
+
+    directory = Path(manager.directory)
     for step in steps:
         _check_layout(manager, step)
+        if not (directory / str(step) / item).is_dir():
+            continue
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()})
+            )
         except Exception as error:
             log.warning(
-                "skipping the config of checkpoint step %d in %s: %s",
+                "skipping the %s of checkpoint step %d in %s: %s",
+                item,
                 step,
                 directory,
                 _first_line(error),
             )
             continue
-        return config_lib.with_former_defaults(ml_collections.ConfigDict(restored.config))
-    raise NoGoodCheckpointError(
-        f"no checkpoint in {directory} has a readable config: train into a new --workdir."
-    )
+        return dict(restored[item])
+    return None
 
 
 def _check_layout(manager, step: int) -> None:
@@ -329,69 +391,10 @@ def _check_layout(manager, step: int) -> None:
         )
 
 
-class RunSetup(NamedTuple):
-    """A run folder's pieces, shared by training it and evaluating it (:func:`restore_run`)."""
+def __getattr__(name: str):
+    # The run's set-up moved to jaxhash.run_folder (which imports this module); kept here.
+    if name in ("RunSetup", "restore_run", "with_whitening"):
+        from jaxhash import run_folder
 
-    config: Any  # the validated ml_collections.ConfigDict
-    info: Any  # jaxhash.data.DatasetInfo
-    mesh: Mesh
-    model: models.HashingModel
-    optimizer: optax.GradientTransformation
-    total_steps: int
-    manager: Any  # orbax CheckpointManager of workdir/checkpoints
-    state: TrainState  # replicated over mesh: the newest checkpoint's, else the initial one
-    restored_step: int | None  # the checkpoint's step; None when workdir has none yet
-
-
-def with_whitening(config, state: TrainState, optimizer) -> TrainState:
-    """``state`` with the whitening stem set from ``config.model.whitening_images`` training
-    images (``jaxhash.data.first_train_images``, ``jaxhash.models.whitening_kernel``) and the
-    optimiser state made anew from those parameters; checkpoints then hold the kernel."""
-    from jaxhash import data
-
-    images = data.first_train_images(
-        config, int(config.model.whitening_images), "config.model.whitening_images"
-    )
-    kernel = models.whitening_kernel(images)
-    sharding = jax.tree_util.tree_leaves(state.params)[0].sharding  # replicated
-    local = jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), state.params)
-    params = jax.device_put(models.set_whitening({"params": local}, kernel)["params"], sharding)
-    opt_state = jax.device_put(optimizer.init(params), sharding)
-    return state.replace(params=params, opt_state=opt_state)
-
-
-def restore_run(config, workdir: str | os.PathLike, *, mesh: Mesh | None = None) -> RunSetup:
-    """Data info, model, optimiser, checkpoint manager and newest state of a run folder.
-
-    ``jaxhash.train.run`` trains from it; ``jaxhash evaluate`` and ``jaxhash encode`` evaluate
-    it. The state is built replicated over ``mesh`` (default: all devices) and the last
-    checkpoint in ``workdir/checkpoints`` restored onto it (``restored_step`` None: none yet,
-    the initial state). With several processes call
-    :func:`jaxhash.parallel.initialize_distributed` first (``run`` does).
-    """
-    from jaxhash import data
-
-    config = validate_config(config)
-    mesh = mesh or make_mesh()
-    info = data.get_dataset_info(config)
-    steps = total_steps(config, info)
-    model = build_model(config, len(info.class_names))
-    whitened = models.needs_whitening(model)
-    frozen = ("whiten/kernel",) if whitened and config.model.whitening == "frozen" else ()
-    optimizer = make_optimizer(config.optim, steps, frozen)
-    state = create_state(config, model, optimizer, info.image_shape, mesh)
-    manager = checkpoint_manager(workdir, config, last_step=steps)
-    restored = restore_latest(manager, state)
-    if restored is None and whitened:  # a fresh run: the stem from the training images
-        state = with_whitening(config, state, optimizer)
-    return RunSetup(
-        config=config,
-        info=info,
-        mesh=mesh,
-        model=model,
-        optimizer=optimizer,
-        total_steps=steps,
-        manager=manager,
-        state=state if restored is None else restored,
-        restored_step=None if restored is None else int(restored.step),
-    )
+        return getattr(run_folder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,25 +60,11 @@ class Command:
 # ----------------------------------------------------------------------------- shared
 
 
-def _trained(workdir: str):
-    """A run folder's config (saved with its newest checkpoint), data info, model, mesh and
-    newest state (``checkpoints.RunSetup``)."""
-    from jaxhash import checkpoints
-
-    config = checkpoints.saved_config(workdir)
-    if config is None:
-        raise FileNotFoundError(
-            f"{workdir} has no checkpoint; train into it first (jaxhash train --workdir "
-            f"{workdir} ...) or give the --workdir of a trained run."
-        )
-    return checkpoints.restore_run(config, workdir)
-
-
 def _results(report: dict | None, workdir: str) -> None:
     """The results table and the report's path on stdout."""
     if report is None:
         return
-    from jaxhash.model_eval import report_dir
+    from jaxhash.evaluation import report_dir
 
     print(console.results_table(report))
     print(f"report: {report_dir(workdir, report['step']) / 'report.json'}")
@@ -135,10 +121,9 @@ def _workdir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from jaxhash.model_eval import Evaluator
+    from jaxhash.run_folder import open_run
 
-    run = _trained(args.workdir)
-    report = Evaluator(run.config, run.info, run.model, run.mesh).evaluate(run.state, args.workdir)
+    report = open_run(args.workdir).evaluate()
     _results(report, args.workdir)
 
 
@@ -152,12 +137,9 @@ def _encode(args: argparse.Namespace) -> None:
     import numpy as np
 
     from jaxhash import retrieval
-    from jaxhash.model_eval import Evaluator
+    from jaxhash.run_folder import open_run
 
-    run = _trained(args.workdir)
-    codes, _, ids, _ = Evaluator(run.config, run.info, run.model, run.mesh).encode(
-        run.state.variables, args.split or run.info.eval_split
-    )
+    codes, _, ids, _ = open_run(args.workdir).encode_split(args.split or None)
     packed = np.asarray(retrieval.pack_codes(codes))
     np.save(args.out, packed)
     ids_path = str(Path(args.out).with_suffix("")) + "_ids.npy"

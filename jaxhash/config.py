@@ -2,7 +2,7 @@
 
 Experiment files in ``configs/`` return ``get_config()`` built on :func:`default_config` and
 override a few fields (big_vision style). :func:`validate_config` checks a config against the
-defaults at the entry points (``jaxhash.train.run``, ``jaxhash.checkpoints.restore_run``, the
+defaults at the entry points (``jaxhash.train.run``, ``jaxhash.run_folder``, the
 input pipeline's ``jaxhash.data.data_config``): every key must exist there (a typo is an error
 naming the key and the closest known one), every value must have the default's type (the
 ``data`` block's fields, many of them optional, by the rules in ``_DATA_RULES``) and lie among

@@ -34,18 +34,17 @@ reads it: ``BIVF1024``, ``BHNSW32``, ``BHash4x16``; read it with ``faiss.read_in
 needs the ``faiss`` extra). :func:`query_index` encodes a query image with the index's run (or
 another run with the same code length), returns its ``k`` nearest files by Hamming distance
 (ties to the earlier file; exact, by the multi-index) and draws them as a retrieval grid
-(:mod:`jaxhash.retrieval_grid`).
+(:mod:`jaxhash.evaluation.retrieval_grid`).
 
-Loading a run reads its data set's description (class count, input size, crop and
-normalisation, as ``jaxhash evaluate`` does), so the data set the run was trained on must be
-where its config says.
+Loading a run (:func:`jaxhash.run_folder.open_run`) reads its config and the inputs saved with
+its checkpoints (class count, input size, crop and normalisation), not its training data; only
+runs whose checkpoints predate the saved inputs read them from their data set, which must then
+be where the config says.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -99,32 +98,24 @@ class QueryResult:
 
 
 class Encoder:
-    """A run folder's newest checkpoint as an image-file encoder (its evaluation view)."""
+    """A run folder's newest checkpoint as an image-file encoder (its evaluation view), opened
+    with :func:`jaxhash.run_folder.open_run`: the run's saved inputs say how to crop, resize
+    and normalise, so the training data are not needed."""
 
     def __init__(self, workdir: str | os.PathLike):
-        from jaxhash import checkpoints, test_time_augmentation
         from jaxhash.data.preprocess import image_dtype
+        from jaxhash.run_folder import open_run
 
-        workdir = Path(workdir)
-        config = checkpoints.saved_config(workdir) if workdir.is_dir() else None
-        if config is None:
-            raise FileNotFoundError(
-                f"run folder {workdir} has no checkpoint: train into it first "
-                f"(jaxhash train --workdir {workdir}) or pass the folder of a trained run."
-            )
-        run = checkpoints.restore_run(config, workdir)
-        source = run.info.source
-        self.workdir = str(workdir.absolute())
-        self.step = int(run.restored_step)
+        run = open_run(workdir)
+        inputs = run.inputs
+        self.workdir = str(Path(workdir).absolute())
+        self.step = run.step
         self.bits = int(run.config.model.bits)
-        self.fingerprint = hashlib.sha256(
-            json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
-        self.image_size, self.crop_fraction = source.image_size, source.eval_crop_fraction
-        self.mean, self.std, self.dtype = source.mean, source.std, image_dtype(source.config)
+        self.fingerprint = run.fingerprint
+        self.image_size, self.crop_fraction = inputs.image_size, inputs.crop_fraction
+        self.mean, self.std, self.dtype = inputs.mean, inputs.std, image_dtype(inputs)
         self.batch_size = int(run.config.eval.batch_size or run.config.batch_size)
         self._run = run
-        self._z = test_time_augmentation.encoder(run.model, run.config.eval.tta)
 
     def view(self, path: str | os.PathLike) -> np.ndarray:
         """float32 ``[S, S, 3]`` in [0, 255]: the cropped, resized file (ValueError: unreadable)."""
@@ -157,8 +148,8 @@ class Encoder:
     def encode_views(self, batches) -> np.ndarray:
         """Packed codes ``uint8 [M, ceil(K / 8)]`` of batches of views ``[B, S, S, 3]`` (as
         :meth:`view` gives them), normalised here and sharded over the run's mesh."""
-        from jaxhash import retrieval
         from jaxhash.data.preprocess import normalize
+        from jaxhash.evaluation.encoding import encode
         from jaxhash.parallel import DATA_AXIS
 
         rows = []
@@ -169,9 +160,9 @@ class Encoder:
                 yield normalize(images, self.mean, self.std, self.dtype)
 
         try:
-            codes = retrieval.encode(
-                self._z,
-                self._run.state.variables,
+            codes = encode(
+                self._run.encode_fn,
+                self._run.variables,
                 normalised(),
                 mesh=self._run.mesh,
                 axis_name=DATA_AXIS,
@@ -409,7 +400,7 @@ def query_index(
 def _draw_query(encoder, query, image: Path, files, names, distances, index, out) -> str:
     """The query's grid: one row, the query then its results (Hamming distances, no colours)."""
     from jaxhash.data.views import to_uint8
-    from jaxhash.retrieval_grid import GridRow, draw_grid
+    from jaxhash.evaluation.retrieval_grid import GridRow, draw_grid
 
     def pixels(path: Path) -> np.ndarray:
         try:

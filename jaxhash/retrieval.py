@@ -62,8 +62,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -747,86 +746,13 @@ def embedding_topk(
 # ----------------------------------------------------------------------------- encoding
 
 
-def _batch_inputs(batch, input_key: str):
-    """``(inputs, mask or None)`` of one batch: an array, or a mapping with ``input_key`` and an
-    optional bool ``"mask"`` of valid rows."""
-    if isinstance(batch, dict):
-        if input_key not in batch:
-            raise ValueError(
-                f"a batch is a mapping without the input key {input_key!r} (keys: "
-                f"{sorted(batch)}); pass input_key=..."
-            )
-        return batch[input_key], batch.get("mask")
-    return batch, None
+def __getattr__(name: str):
+    # encode moved to jaxhash.evaluation.encoding (which imports this module); kept here.
+    if name in ("encode", "_encode_step", "_batch_inputs"):
+        from jaxhash.evaluation import encoding
 
-
-def encode(
-    apply_fn: Callable[[Any, jax.Array], jax.Array],
-    params: Any,
-    batches: Iterable,
-    *,
-    mesh: Mesh | None = None,
-    axis_name: str = "data",
-    input_key: str = "image",
-    pack: bool = False,
-) -> jax.Array:
-    """Outputs ``z = apply_fn(params, x)`` of every example of ``batches``, in order.
-
-    ``apply_fn`` must run the model in eval mode (e.g. ``functools.partial(model.apply,
-    train=False)``). Each batch is an array ``[B, ...]`` or a mapping with ``input_key`` and an
-    optional bool ``"mask"`` ``[B]`` of real rows (padded examples are False). Every batch is padded
-    to the size of the largest seen so far (one compiled shape; with a mesh, to a multiple of the
-    device count) and placed with ``NamedSharding(mesh, P(axis_name))``; ``params`` are
-    replicated. Padded and masked-out rows are dropped, so no example is lost or duplicated.
-
-    Returns:
-      ``float32 [N, K]`` outputs (take the sign, or pass ``pack=True`` for packed codes
-      ``uint8 [N, ceil(K / 8)]``, packed on the device per batch).
-    """
-    num_devices = check_mesh(mesh, axis_name)
-    if mesh is not None:
-        params = jax.device_put(params, NamedSharding(mesh, P()))
-        in_sharding = NamedSharding(mesh, P(axis_name))
-    step = _encode_step(apply_fn, pack)
-    outputs, size = [], 0
-    for batch in batches:
-        inputs, mask = _batch_inputs(batch, input_key)
-        inputs = jnp.asarray(inputs) if not isinstance(inputs, jax.Array) else inputs
-        n = inputs.shape[0] if inputs.ndim else 0
-        if n == 0:
-            continue
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != (n,) or mask.dtype != np.bool_:
-                raise ValueError(
-                    f"a batch's mask must be bool [{n}] (one flag per row); got {mask.dtype} "
-                    f"{mask.shape}."
-                )
-        size = max(size, -(-n // num_devices) * num_devices)
-        if n < size:
-            inputs = jnp.pad(inputs, ((0, size - n),) + ((0, 0),) * (inputs.ndim - 1))
-        if mesh is not None:
-            inputs = jax.device_put(inputs, in_sharding)
-        out = step(params, inputs)
-        keep = np.arange(size) < n
-        if mask is not None:
-            keep[:n] &= mask
-        outputs.append(out[np.flatnonzero(keep)] if not keep.all() else out)
-    if not outputs:
-        raise ValueError("batches yielded no examples.")
-    device = jax.local_devices()[0]  # jax.devices()[0] may be another process's
-    return jnp.concatenate([jax.device_put(o, device) for o in outputs], axis=0)
-
-
-@functools.lru_cache(maxsize=32)
-def _encode_step(apply_fn, pack: bool):
-    def step(params, inputs):
-        z = apply_fn(params, inputs)
-        if z.ndim != 2:
-            raise ValueError(f"apply_fn must return [B, K] outputs; got shape {z.shape}.")
-        return pack_codes(z) if pack else z.astype(jnp.float32)
-
-    return jax.jit(step)
+        return getattr(encoding, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- FAISS bridge

@@ -4,13 +4,13 @@
 (``jaxhash.parallel.make_mesh``); :func:`make_optimizer` is SGD with momentum or AdamW under a
 linear warm-up + cosine schedule (:func:`learning_rate_schedule`) over :func:`total_steps`.
 Below everything that trains (``train``), restores (``checkpoints``) or evaluates
-(``model_eval``) a state.
+(``evaluation``) a state.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flax
@@ -47,8 +47,11 @@ class TrainState:
 STATE_TREES = ("params", "batch_stats", "opt_state")  # the trees :func:`finite_trees` checks
 
 
-def finite_trees(state: TrainState) -> jax.Array:
-    """bool ``[len(STATE_TREES)]``: whether each of ``state``'s trees holds only finite values.
+def finite_trees(
+    state: TrainState | Mapping[str, Any], names: Sequence[str] = STATE_TREES
+) -> jax.Array:
+    """bool ``[len(names)]``: whether each of ``state``'s trees ``names`` (a ``TrainState``'s,
+    or a mapping's such as a restored part of one) holds only finite values.
 
     One fused reduction per tree (``all(isfinite(x))`` over its float leaves), cheap inside a
     jitted step; integer leaves (counters) are always finite.
@@ -62,7 +65,8 @@ def finite_trees(state: TrainState) -> jax.Array:
         ]
         return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
-    return jnp.stack([finite(getattr(state, name)) for name in STATE_TREES])
+    trees = state if isinstance(state, Mapping) else state.as_dict()
+    return jnp.stack([finite(trees[name]) for name in names])
 
 
 def build_model(config, num_classes: int) -> models.HashingModel:

@@ -18,10 +18,11 @@ gradient norm or the updated state is not finite is not applied (on the device);
 read the run stops naming the first such step and its terms or trees, before any later
 checkpoint is written, and deletes the checkpoint whose model gave the non-finite outputs, so
 the newest checkpoint left is a good one. Checkpoints (``jaxhash.checkpoints``, orbax) hold the
-state and the config; rerunning the same command resumes from the last one and yields the
-same batches, keys and parameters as an uninterrupted run (not with another config, unless
-allowed: :func:`run`; nor while another training holds the folder). Evaluations (every
-``config.eval.every`` steps and at the end) share one ``jaxhash.model_eval.Evaluator``, so the
+state, the config and what encoding an image needs (``jaxhash.run_folder``); rerunning the
+same command resumes from the last one and yields the same batches, keys and parameters as an
+uninterrupted run (not with another config, unless allowed: :func:`run`; nor while another
+training holds the folder). Evaluations (every
+``config.eval.every`` steps and at the end) share one ``jaxhash.evaluation.Evaluator``, so the
 encoder compiles once per run; each writes ``workdir/eval/step_<N>/report.json``.
 
 Metrics and throughput go to ``workdir/metrics.jsonl`` (and TensorBoard) through the small
@@ -49,8 +50,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxhash import checkpoints, diagnostics, interruptions, losses
 from jaxhash.config import config_changes, validate_config
-from jaxhash.model_eval import Evaluator
+from jaxhash.evaluation import Evaluator
 from jaxhash.parallel import DATA_AXIS, initialize_distributed
+from jaxhash.run_folder import RunInputs, restore_run
 from jaxhash.semantics import class_text
 from jaxhash.state import STATE_TREES, TrainState, finite_trees, learning_rate_schedule
 from jaxhash.workdir_lock import run_lock
@@ -379,9 +381,10 @@ def _train(
 
     primary = jax.process_index() == 0
     start_time = time.time()
-    setup = checkpoints.restore_run(config, workdir, mesh=mesh)
+    setup = restore_run(config, workdir, mesh=mesh)
     config, info, mesh, model = setup.config, setup.info, setup.mesh, setup.model
     state, manager, total_steps = setup.state, setup.manager, setup.total_steps
+    inputs = RunInputs.of_info(info).to_json()  # saved with each checkpoint
     log.info(
         "model: %s, %d bits, %s parameters; %d %s device(s)",
         config.model.name,
@@ -447,7 +450,7 @@ def _train(
                 if bar is not None:
                     bar.update(1)
                 if save_now:
-                    checkpoints.save(manager, step, state, config, force=early)
+                    checkpoints.save(manager, step, state, config, inputs=inputs, force=early)
                 if stopped_by is not None:
                     break
                 if out_of_time and not last:

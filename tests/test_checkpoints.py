@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash import checkpoints, train
+from jaxhash import checkpoints, run_folder, train
 from jaxhash import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def _truncate_data(workdir: Path, step: int) -> None:
 def test_save_refuses_a_non_finite_state(trained, tmp_path):
     """A state with a NaN leaf is refused, naming the tree; nothing is written."""
     data_dir, workdir, _ = trained
-    setup = checkpoints.restore_run(_quick(data_dir), workdir)
+    setup = run_folder.restore_run(_quick(data_dir), workdir)
     params = jax.tree_util.tree_map(lambda x: x.at[...].set(jnp.nan), setup.state.params)
     manager = checkpoints.checkpoint_manager(tmp_path, setup.config)
     with pytest.raises(checkpoints.NonFiniteStateError, match=r"step 7 not written: its params"):
@@ -73,7 +73,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, c
     data_dir, workdir, state = run_copy
     _truncate_data(workdir, 3)
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        setup = checkpoints.restore_run(_quick(data_dir), workdir)
+        setup = run_folder.restore_run(_quick(data_dir), workdir)
     assert setup.restored_step == 2
     skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
     assert len(skipped) == 1 and "step 3" in skipped[0] and "changed on disk" in skipped[0]
@@ -101,13 +101,13 @@ def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(ru
     raw[len(raw) // 2] ^= 0x01
     victim.write_bytes(bytes(raw))
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 2
+        assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 2
     name = victim.relative_to(step_dir).as_posix()
     assert "step 3" in caplog.text and f"its file {name} changed on disk" in caplog.text
     raw[len(raw) // 2] ^= 0x01
     victim.write_bytes(bytes(raw))
     (step_dir / checkpoints.CHECKSUMS).unlink()
-    assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 3
+    assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 3
 
 
 def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, caplog):
@@ -116,7 +116,7 @@ def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, 
     import orbax.checkpoint as ocp
 
     data_dir, workdir, _ = run_copy
-    setup = checkpoints.restore_run(_quick(data_dir), workdir)
+    setup = run_folder.restore_run(_quick(data_dir), workdir)
     poisoned = setup.state.replace(
         step=setup.state.step + 1,
         batch_stats=jax.tree_util.tree_map(lambda x: x * jnp.inf, setup.state.batch_stats),
@@ -126,12 +126,12 @@ def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, 
     folder = workdir / "checkpoints"
     shutil.copytree(folder / "3" / "config", folder / "4" / "config")
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        assert checkpoints.restore_run(_quick(data_dir), workdir).restored_step == 3
+        assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 3
     assert "step 4" in caplog.text and "batch_stats hold NaN or infinite" in caplog.text
     for step in (1, 2, 3):
         _truncate_data(workdir, step)
     with pytest.raises(checkpoints.NoGoodCheckpointError, match=r"no usable checkpoint.*step 1"):
-        checkpoints.restore_run(_quick(data_dir), workdir)
+        run_folder.restore_run(_quick(data_dir), workdir)
 
 
 def test_a_failed_save_stops_at_once_with_one_clear_line(trained, tmp_path):

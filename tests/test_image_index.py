@@ -114,7 +114,7 @@ def test_bad_inputs_are_one_clear_error(run_dir, encoder, tmp_path, monkeypatch)
     with pytest.raises(FileNotFoundError, match=r"image folder .* does not exist"):
         image_index.build_index(run_dir, tmp_path / "nowhere", tmp_path / "i.npz")
     folder = _images(tmp_path / "images")
-    with pytest.raises(FileNotFoundError, match="has no checkpoint: train into it first"):
+    with pytest.raises(FileNotFoundError, match="has no checkpoint; train into it first"):
         image_index.build_index(tmp_path / "empty", folder, tmp_path / "i.npz")
 
     def no_faiss():

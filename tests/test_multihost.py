@@ -20,8 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxhash import checkpoints, model_eval, parallel, train
 from jaxhash import config as config_lib
+from jaxhash import model_eval, parallel, run_folder, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_two_processes_match_one(tmp_path):
 
     # Evaluation: the two-process checkpoint encoded here gives the codes both processes
     # gathered, row for row, and the report they wrote.
-    setup = checkpoints.restore_run(config, two, mesh=mesh)
+    setup = run_folder.restore_run(config, two, mesh=mesh)
     assert setup.restored_step == config.train.steps
     variables = {"params": setup.state.params, "batch_stats": setup.state.batch_stats}
     codes, labels, ids, _ = model_eval.encode_split(

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash import checkpoints, losses, model_eval, parallel, train
+from jaxhash import checkpoints, losses, parallel, run_folder, train
 from jaxhash import config as config_lib
+from jaxhash.evaluation import Evaluator, report_dir
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def uninterrupted(data_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("full")
     built = []
 
-    class CountedEvaluator(model_eval.Evaluator):
+    class CountedEvaluator(Evaluator):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             built.append(self)
@@ -67,7 +68,7 @@ def test_report(uninterrupted):
     workdir, state, report, *_ = uninterrupted
     assert int(state.step) == 6
     paths = sorted(workdir.rglob("report.json"))
-    assert paths == [model_eval.report_dir(workdir, s) / "report.json" for s in (3, 6)]
+    assert paths == [report_dir(workdir, s) / "report.json" for s in (3, 6)]
     periodic, saved = (json.loads(p.read_text()) for p in paths)
     assert saved.keys() == periodic.keys()
     assert (periodic["step"], saved["step"]) == (3, 6)
@@ -85,7 +86,7 @@ def test_report(uninterrupted):
             data = (path.parent / name).read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
     assert "cosine" in saved["rows"]
-    assert (model_eval.report_dir(workdir, 6) / "pr_curve.png").exists()
+    assert (report_dir(workdir, 6) / "pr_curve.png").exists()
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval/mAP@50" in r] == [3]
 
@@ -95,7 +96,7 @@ def test_one_evaluator_per_run_compiles_the_encoder_once(uninterrupted, tmp_path
     encoder once across evaluations of two states."""
     workdir, _, _, built, _ = uninterrupted
     assert built == 1
-    setup = checkpoints.restore_run(checkpoints.saved_config(workdir), workdir)
+    setup = run_folder.restore_run(checkpoints.saved_config(workdir), workdir)
     traces = []
 
     class CountingModel:  # model.apply runs only while jit traces the encoder
@@ -103,13 +104,13 @@ def test_one_evaluator_per_run_compiles_the_encoder_once(uninterrupted, tmp_path
             traces.append(1)
             return setup.model.apply(*args, **kwargs)
 
-    evaluator = model_eval.Evaluator(setup.config, setup.info, CountingModel(), setup.mesh)
+    evaluator = Evaluator(setup.config, setup.info, CountingModel(), setup.mesh)
     first = evaluator.evaluate(setup.state, tmp_path)
     halved = setup.state.replace(params=jax.tree_util.tree_map(lambda x: x / 2, setup.state.params))
     second = evaluator.evaluate(halved, tmp_path)
     assert len(traces) == 1
     assert first["step"] == second["step"] == 6
-    assert json.loads((model_eval.report_dir(tmp_path, 6) / "report.json").read_text()) == second
+    assert json.loads((report_dir(tmp_path, 6) / "report.json").read_text()) == second
 
 
 def test_the_host_reads_the_steps_only_at_log_checkpoint_and_eval_steps(uninterrupted):
@@ -259,7 +260,7 @@ def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, cap
         train.run(_quick(data_dir, **changes), tmp_path, progress=False, allow_config_change=True)
     assert _checkpoint_steps(tmp_path) == [2, 3]
     cli.main(["evaluate", "--workdir", str(tmp_path)])
-    report = json.loads((model_eval.report_dir(tmp_path, 3) / "report.json").read_text())
+    report = json.loads((report_dir(tmp_path, 3) / "report.json").read_text())
     assert np.isfinite(report["metrics"]["mAP@50"])
 
 
@@ -310,7 +311,7 @@ def test_cli_evaluate_encode_search(uninterrupted, tmp_path, capsys):
     workdir = uninterrupted[0]
     assert cli.main(["evaluate", "--workdir", str(workdir)]) == 0
     out = capsys.readouterr().out
-    assert "mAP@50" in out and str(model_eval.report_dir(workdir, 6) / "report.json") in out
+    assert "mAP@50" in out and str(report_dir(workdir, 6) / "report.json") in out
     out = tmp_path / "codes.npy"
     assert cli.main(["encode", "--workdir", str(workdir), "--out", str(out)]) == 0
     codes = np.load(out)
@@ -396,7 +397,7 @@ def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(data_d
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data, "first_train_images", no_training_images)
-        restored = checkpoints.restore_run(config, tmp_path).state
+        restored = run_folder.restore_run(config, tmp_path).state
     np.testing.assert_array_equal(restored.params["backbone"]["whiten"]["kernel"], kernel)
 
 
@@ -447,7 +448,7 @@ def test_cli_train_and_python_m(data_dir, tmp_path, capsys):
         ]
     )
     out = capsys.readouterr().out
-    report_path = model_eval.report_dir(tmp_path, 2) / "report.json"
+    report_path = report_dir(tmp_path, 2) / "report.json"
     assert "mAP@50" in out and str(report_path) in out
     assert json.loads(report_path.read_text())["code_length"] == 8
     status = cli.main(
