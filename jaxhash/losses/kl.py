@@ -273,8 +273,10 @@ def _marginal_terms(z, w, *, p_one, decorrelation, axis_name) -> dict:
     n = parallel.global_sum(jnp.sum(w), axis_name)
     keyed = jnp.where(w_all[:, None] > 0, z_all, jnp.inf)  # padding sorts last
     order = jnp.argsort(keyed, axis=0, stable=True)
-    ranks_all = jnp.zeros_like(order).at[order, jnp.arange(dim)[None, :]].set(
-        jnp.arange(order.shape[0])[:, None]
+    ranks_all = (
+        jnp.zeros_like(order)
+        .at[order, jnp.arange(dim)[None, :]]
+        .set(jnp.arange(order.shape[0])[:, None])
     )
     ranks = lax.dynamic_slice_in_dim(ranks_all, parallel.batch_offset(n_local, axis_name), n_local)
     to_minus = jnp.clip(n * (1.0 - p_one) - ranks.astype(z.dtype), 0.0, 1.0)

@@ -99,9 +99,7 @@ def _check_targets(targets, n: int, axis_name) -> tuple[Targets, jax.Array | int
             raise ValueError(
                 f"target_distances.class_distances must be square [C, C]; got {table.shape}."
             )
-        labels, invalid = _int_labels(
-            targets.labels, "target_distances.labels", n, table.shape[0]
-        )
+        labels, invalid = _int_labels(targets.labels, "target_distances.labels", n, table.shape[0])
         return ClassTargets(labels, lax.stop_gradient(table)), invalid
     if isinstance(targets, EmbeddingTargets):
         emb = float_array(targets.embeddings, "target_distances.embeddings", 2)
