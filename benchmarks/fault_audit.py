@@ -383,7 +383,7 @@ for name, call in cases.items():
 
 def group_library(root: Path) -> list[Result]:
     """7: the losses on invalid inputs: a ValueError (concrete) or NaN (traced, documented in
-    ``losses._defined``: the trainer stops on a non-finite term and names it)."""
+    ``jaxhash.losses.common._defined``: the trainer stops on a non-finite term and names it)."""
     done = run([sys.executable, "-c", LIBRARY_SNIPPETS], 240)
     if done["rc"] is None:
         return [record("library snippets", 7, "hang", done)]

@@ -224,19 +224,19 @@ def build_index(
     ``encoder``: the run already loaded (``Encoder(workdir)``), to index several folders.
     Returns the index and the path it was written to.
     """
-    from jaxhash import retrieval
     from jaxhash.multi_index import MultiIndex
+    from jaxhash.search import faiss as faiss_bridge
 
     factory = "BFlat" if faiss is True else faiss or None
     if factory is not None:
         try:
-            retrieval._faiss()
+            faiss_bridge._faiss()
         except ImportError as error:
             raise ValueError(f"--faiss: {error}") from None
     files = find_images(images)
     encoder = encoder or Encoder(workdir)
     if factory is not None:
-        retrieval.check_faiss_factory(factory, 8 * -(-encoder.bits // 8))
+        faiss_bridge.check_faiss_factory(factory, 8 * -(-encoder.bits // 8))
     codes, kept = encoder.encode_files(files)
     root = Path(images).absolute()
     index = ImageIndex(
@@ -253,7 +253,7 @@ def build_index(
     if factory is not None:
         import faiss as faiss_lib
 
-        exported = retrieval.faiss_index(codes, 8 * codes.shape[1], factory=factory)
+        exported = faiss_bridge.faiss_index(codes, 8 * codes.shape[1], factory=factory)
         faiss_lib.write_index_binary(exported, str(_faiss_path(path)))
     skipped = len(files) - len(kept)
     log.info("indexed %d images (%d skipped) into %s", len(kept), skipped, path)

@@ -48,7 +48,8 @@ import math
 
 import numpy as np
 
-from jaxhash.retrieval import check_k, check_packed
+from jaxhash.retrieval import check_k
+from jaxhash.search.packing import check_packed
 
 IMPLS = ("auto", "numpy", "numba")
 MEMORY_BUDGET = 2.5  # tables at most this many times the packed codes (K >= 16)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from jaxhash import cli, image_index, retrieval, train
 from jaxhash import config as config_lib
+from jaxhash.search import faiss as faiss_bridge
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_bad_inputs_are_one_clear_error(run_dir, encoder, tmp_path, monkeypatch)
     def no_faiss():
         raise ImportError("the FAISS bridge needs faiss: pip install 'jaxhash[faiss]'")
 
-    monkeypatch.setattr(retrieval, "_faiss", no_faiss)
+    monkeypatch.setattr(faiss_bridge, "_faiss", no_faiss)
     with pytest.raises(ValueError, match=r"pip install 'jaxhash\[faiss\]'"):
         image_index.build_index(run_dir, folder, tmp_path / "i.npz", faiss=True)
     assert not (tmp_path / "i.npz").exists()  # failed before encoding anything

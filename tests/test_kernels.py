@@ -10,6 +10,7 @@ import pytest
 
 from jaxhash import kernels, knn, retrieval
 from jaxhash.kernels import hamming_tiles, kth_neighbor
+from jaxhash.search.plan import _plan
 
 VARIANTS = kernels.VARIANTS
 
@@ -149,7 +150,7 @@ def test_hamming_topk_pallas_matches_xla(exclude_self, num_bytes):
     queries = database if exclude_self else _packed_with_ties(5, 23, num_bytes)
     queries = queries[:23] if not exclude_self else queries
     k = 10
-    plan = retrieval._plan("hamming", len(queries), 3000, 2, k, 1, None, 1024, "tiled", "pallas")
+    plan = _plan("hamming", len(queries), 3000, 2, k, 1, None, 1024, "tiled", "pallas")
     assert plan.pallas and not plan.flat and plan.chunks_per_device > 1
     kw = dict(exclude_self=exclude_self, selection="tiled", database_block=1024)
     if exclude_self:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhash import retrieval
+from jaxhash.search import plan
 
 
 def _packed(rng, rows, num_bytes, levels=256):
@@ -142,12 +143,12 @@ def test_first_stage_orders_agree(monkeypatch, database_major, exclude_self):
     """Stage 1 database-major with super-tiles (CPUs) or query-major (the accelerators' XLA
     path): the brute-force result, ties included, over several chunks."""
     if not database_major:
-        monkeypatch.setattr(retrieval, "_DATABASE_MAJOR", frozenset())
+        monkeypatch.setattr(plan, "_DATABASE_MAJOR", frozenset())
     rng = np.random.default_rng(8)
     database = _packed(rng, 600, 8, 4)  # 4 byte values: many equal distances
     queries = database if exclude_self else _packed(rng, 23, 8, 4)
-    plan = retrieval._plan("hamming", len(queries), 600, 2, 5, 1, None, 128, "tiled")
-    assert plan.columns == database_major and not plan.flat and plan.chunks_per_device > 1
+    shape = plan._plan("hamming", len(queries), 600, 2, 5, 1, None, 128, "tiled")
+    assert shape.columns == database_major and not shape.flat and shape.chunks_per_device > 1
     result = retrieval.hamming_topk(
         queries,
         database,

@@ -219,7 +219,8 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
     config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
-    monkeypatch.setattr(losses, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
+    # hashing_loss looks the term up in its own module, jaxhash.losses.total.
+    monkeypatch.setattr(losses.total, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
     with pytest.raises(train.NonFiniteLossError, match=r"step 0: non-finite .*loss"):
         train.run(config, tmp_path, progress=False)
     assert not (tmp_path / "checkpoints").exists() or not any(

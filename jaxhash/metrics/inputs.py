@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash import retrieval
 from jaxhash.embeddings import check_embeddings, unit_rows
+from jaxhash.search.packing import check_num_bits, check_packed, pack_codes, to_words
 
 TIES = ("stable", "random", "expected")
 RANKINGS = ("hamming", "euclidean", "cosine")
@@ -43,7 +43,7 @@ def _codes(codes, name: str, ranking: str, num_bits: int | None) -> tuple[jax.Ar
         return check_embeddings(codes, name), jnp.shape(codes)[1]
     codes = jnp.asarray(codes)
     if codes.dtype == jnp.uint8:
-        packed = retrieval.check_packed(codes, name)
+        packed = check_packed(codes, name)
         if packed.shape[1] > 1 and int(packed.max()) == 1:
             raise ValueError(
                 f"{name} is uint8, so it is read as packed codes (8 bits a byte), but every byte "
@@ -52,14 +52,14 @@ def _codes(codes, name: str, ranking: str, num_bits: int | None) -> tuple[jax.Ar
             )
         width = packed.shape[1]
         if num_bits is not None:
-            retrieval.check_num_bits(num_bits, width, name)
+            check_num_bits(num_bits, width, name)
         return packed, num_bits or 8 * width
     if codes.ndim != 2 or 0 in codes.shape:
         raise ValueError(f"{name} must be a non-empty matrix [N, K]; got shape {codes.shape}.")
     if num_bits is not None and num_bits != codes.shape[1]:
         raise ValueError(f"num_bits={num_bits} but {name} has {codes.shape[1]} columns.")
     try:
-        return retrieval.pack_codes(codes), codes.shape[1]
+        return pack_codes(codes), codes.shape[1]
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
 
@@ -126,7 +126,7 @@ def prepare(
             f"multi-hot with the same number of labels; got {q_labels.shape} and {d_labels.shape}."
         )
     if ranking == "hamming":
-        queries, db = retrieval.to_words(queries), retrieval.to_words(db)
+        queries, db = to_words(queries), to_words(db)
     elif ranking == "cosine":
         queries, db = unit_rows(queries), unit_rows(db)
     return RetrievalSet(queries, db, ranking, bits, q_labels, d_labels, bool(exclude_self))

@@ -15,6 +15,8 @@ from jax.sharding import PartitionSpec as P
 from jaxhash import retrieval
 from jaxhash.metrics.inputs import RetrievalSet
 from jaxhash.metrics.ranking import Ranking
+from jaxhash.search.packing import popcount_distance
+from jaxhash.search.plan import backend_default
 
 # Database passes hold [queries, rows] blocks of this many entries.
 _PASS_ENTRIES = {"cpu": 1 << 23}
@@ -59,7 +61,7 @@ def _pass(q_args, db_words, db_labels, *, kind, num_rows, num_values, chunk_rows
 
     def chunk_stat(q_block, chunk_words, chunk_labels, first_row):
         words, self_ids, labels, *extra = q_block
-        dist = retrieval.popcount_distance(words, chunk_words).astype(jnp.int32)
+        dist = popcount_distance(words, chunk_words).astype(jnp.int32)
         idx = first_row + jnp.arange(chunk_rows, dtype=jnp.int32)[None, :]
         valid = (idx < num_rows) & (idx != self_ids[:, None])
         rel = _chunk_relevance(labels, chunk_labels)
@@ -115,7 +117,7 @@ def database_pass(
     num_queries, num_words = data.queries.shape
     n = data.database.shape[0]
     rows_local = -(-n // num_devices)
-    budget = retrieval.backend_default(_PASS_ENTRIES, _PASS_ENTRIES_ACCELERATOR)
+    budget = backend_default(_PASS_ENTRIES, _PASS_ENTRIES_ACCELERATOR)
     chunk_rows = min(rows_local, database_block or max(1024, budget // 256))
     chunks = num_devices * -(-rows_local // chunk_rows)
     if query_block is None:

@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 
 from jaxhash import retrieval
 from jaxhash.metrics.inputs import RetrievalSet, check_ties
+from jaxhash.search.packing import popcount_distance
 
 METHODS = ("auto", "counting", "search")
 # "auto" counts on the CPU when k * _COUNTING_SHARE >= database rows (a full sort of each row
@@ -45,7 +46,7 @@ class Ranking(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("sentinel", "dtype"))
 def _block_distances(q_words, columns, self_ids, *, sentinel, dtype):
     """``[b, N]`` Hamming distances as ``dtype``; each query's ``self_ids`` column: ``sentinel``."""
-    dist = retrieval.popcount_distance(q_words, columns)
+    dist = popcount_distance(q_words, columns)
     rows = jnp.arange(columns.shape[1], dtype=jnp.int32)[None, :]
     return jnp.where(rows == self_ids[:, None], sentinel, dist).astype(dtype)
 

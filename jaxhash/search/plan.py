@@ -1,0 +1,162 @@
+"""The static plan of one search: tile, chunk and query-block sizes, and the database layouts.
+
+The database is searched in chunks of ``chunk_rows`` rows, cut into tiles of ``tile`` rows for
+the two-stage selection (:mod:`jaxhash.search.selection`), by blocks of ``query_block`` queries.
+The sizes bound the per-step arrays (``[queries, tiles]`` or ``[queries, rows]`` entries) by a
+per-backend budget. A plan is hashable: a static argument of the jitted search.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxhash import kernels
+from jaxhash.search.packing import to_words
+
+# Largest number of database rows per tile in the first selection stage.
+_MAX_TILE = 32
+# Backends whose XLA first stage runs database-major (selection._best_tiles_by_columns), and its
+# tiles per super-tile.
+_DATABASE_MAJOR = frozenset({"cpu"})
+_SUPER_TILE = 32
+# "auto" selection tiles a chunk when it holds at least this many rows per neighbour wanted.
+_TILED_MIN_RATIO = 32
+# Largest database chunk (rows) searched in one step, and the budget (in [queries, tiles] or
+# [queries, rows] entries) that bounds the per-step arrays; per backend.
+_DATABASE_BLOCK = {"cpu": 1 << 20}
+_DATABASE_BLOCK_ACCELERATOR = 1 << 22
+_ENTRY_BUDGET = {"cpu": 1 << 25}
+_ENTRY_BUDGET_ACCELERATOR = 1 << 27
+# The database-major first stage (CPUs) is fastest with about 128 queries per 2^15 tiles.
+_ENTRY_BUDGET_COLUMNS = 1 << 22
+_SELECTIONS = ("auto", "tiled", "flat")
+
+
+def backend_default(table: dict[str, int], accelerator: int) -> int:
+    """``table``'s value for the default backend ("cpu", ...), else ``accelerator``."""
+    return table.get(jax.default_backend(), accelerator)
+
+
+class _Plan(NamedTuple):
+    """Static shape of one search (hashable: a jit static argument)."""
+
+    metric: str  # "hamming", "euclidean" or "cosine"
+    tile: int  # database rows per tile (1 for the flat selection)
+    chunk_rows: int  # database rows per chunk, a multiple of tile
+    kc: int  # neighbours kept per chunk (a chunk can hold fewer than k rows)
+    kt: int  # tiles kept in stage 1 (k + 1: room for self)
+    flat: bool  # one top_k over each chunk instead of the tiled selection
+    fused: bool  # stage 2 ranks by the exact float32 key distance * chunk_rows + offset
+    query_block: int
+    num_blocks: int
+    chunks_per_device: int
+    pallas: bool  # stage 1 (tile minima) by the fused kernel of jaxhash.kernels.hamming_tiles
+    columns: bool  # stage 1 database-major, then super-tiles (CPUs; _best_tiles_by_columns)
+
+
+def _tile_size(rows: int, k: int, selection: str) -> int:
+    """Rows per tile, a power of two in [2, 32] near sqrt(rows / k) (which balances the two
+    stages' sizes, rows / T and k T); 1 means flat.
+
+    XLA:CPU's ``lax.top_k`` costs about rows + k log(k) log(rows / k) comparisons, so the two
+    stages pay the k log k part twice: "auto" tiles only when a chunk holds at least
+    ``_TILED_MIN_RATIO`` rows per neighbour.
+    """
+    if selection == "flat":
+        return 1
+    tile = 2 ** round(math.log2(max(math.sqrt(rows / (k + 1)), 1.0)))
+    tile = max(2, min(tile, _MAX_TILE))
+    if selection == "auto" and rows < _TILED_MIN_RATIO * (k + 1):
+        return 1
+    return tile
+
+
+def _plan(
+    metric,
+    num_queries,
+    num_rows,
+    width,
+    k,
+    num_devices,
+    query_block,
+    database_block,
+    selection,
+    impl="xla",
+):
+    rows_local = -(-num_rows // num_devices)
+    if database_block is None:
+        database_block = backend_default(_DATABASE_BLOCK, _DATABASE_BLOCK_ACCELERATOR)
+    tile = 1
+    if metric == "hamming":
+        tile = _tile_size(min(rows_local, database_block), k, selection)
+    tiles_local = -(-rows_local // tile)
+    chunk_tiles = min(tiles_local, max(1, database_block // tile))
+    kt = min(k + 1, chunk_tiles)
+    flat = tile == 1 or kt * tile >= chunk_tiles * tile
+    if flat and metric == "hamming" and tile > 1:  # the tiles would hold the whole chunk
+        return _plan(metric, num_queries, num_rows, width, k, num_devices, query_block,
+                     database_block, "flat", impl)  # fmt: skip
+    chunk_rows = chunk_tiles * tile
+    pallas = metric == "hamming" and not flat and kernels.resolve_impl(impl) == "pallas"
+    columns = (
+        metric == "hamming"
+        and not flat
+        and not pallas
+        and jax.default_backend() in _DATABASE_MAJOR
+        # exact float32 keys (tile minimum, tile) over the padded tiles of a chunk
+        and (32 * width + 2) * kernels.round_up(chunk_tiles, _SUPER_TILE) <= 2**24
+    )
+    entries = chunk_rows if flat else max(chunk_tiles, kt * tile)
+    if query_block is None:
+        budget = backend_default(_ENTRY_BUDGET, _ENTRY_BUDGET_ACCELERATOR)
+        if columns:
+            budget = _ENTRY_BUDGET_COLUMNS
+        query_block = max(1, budget // entries)
+    query_block = min(query_block, num_queries)
+    return _Plan(
+        metric=metric,
+        tile=tile,
+        chunk_rows=chunk_rows,
+        kc=min(k, chunk_rows),
+        kt=kt,
+        flat=flat,
+        fused=(32 * width + 2) * chunk_rows <= 2**24,
+        query_block=query_block,
+        num_blocks=-(-num_queries // query_block),
+        chunks_per_device=-(-tiles_local // chunk_tiles),
+        pallas=pallas,
+        columns=columns,
+    )
+
+
+def _tile_layout(db_words: jax.Array, num_chunks: int, chunk_rows: int, tile: int) -> jax.Array:
+    """``[N, W] -> [C, W, T, tiles]``: row ``c * chunk_rows + i * T + t`` at ``[c, :, t, i]``.
+
+    Rows past N repeat the last row, so a partly filled tile keeps its minimum; wholly padded
+    tiles and padded rows are masked by index. Packed codes (uint8) become words in the same
+    jitted pass: one read of the database instead of three.
+    """
+    if db_words.dtype == jnp.uint8:
+        db_words = to_words(db_words)
+    n, num_words = db_words.shape
+    total = num_chunks * chunk_rows
+    if total > n:
+        db_words = jnp.concatenate(
+            [db_words, jnp.broadcast_to(db_words[-1:], (total - n, num_words))]
+        )
+    return db_words.reshape(num_chunks, chunk_rows // tile, tile, num_words).transpose(0, 3, 2, 1)
+
+
+def _row_layout(database: jax.Array, num_chunks: int, chunk_rows: int) -> jax.Array:
+    """``[N, D] -> [C, chunk_rows, D]``, zero rows appended (masked by index)."""
+    n, dim = database.shape
+    database = jnp.pad(database, ((0, num_chunks * chunk_rows - n), (0, 0)))
+    return database.reshape(num_chunks, chunk_rows, dim)
+
+
+_tile_layout_jit = jax.jit(_tile_layout, static_argnums=(1, 2, 3))
+_row_layout_jit = jax.jit(_row_layout, static_argnums=(1, 2))
