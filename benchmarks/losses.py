@@ -10,14 +10,14 @@ k-th neighbour, gradients through everything. Each line is value-and-grad w.r.t.
         --reference-max 16384
 
 ``--impls`` times the losses with a k-th-neighbour term (hashing_loss, binary_kl_loss) once per
-kNN implementation, traced under ``JAXHASH_IMPL`` (lines "jaxhash_xla", "jaxhash_pallas";
+kNN implementation, passed as ``knn_impl`` (lines "jaxhash_xla", "jaxhash_pallas";
 "auto" is the line "jaxhash"), so the fused kernel and the XLA path meet in one process.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -89,24 +89,6 @@ KNN_CASES = ("hashing_loss", "binary_kl_loss")
 CASES = ("hashing_loss", "similarity_loss_class", "similarity_loss_dense", "binary_kl_loss")
 
 
-def with_impl(fn, impl: str):
-    """``fn`` traced with ``JAXHASH_IMPL=impl`` (jaxhash.kernels), the kNN implementation its
-    loss uses; "auto" leaves the variable unset. A fresh function, so jit traces it anew."""
-
-    def traced(*args):
-        saved = os.environ.pop("JAXHASH_IMPL", None)
-        if impl != "auto":
-            os.environ["JAXHASH_IMPL"] = impl
-        try:
-            return fn(*args)
-        finally:
-            os.environ.pop("JAXHASH_IMPL", None)
-            if saved is not None:
-                os.environ["JAXHASH_IMPL"] = saved
-
-    return traced
-
-
 def run(
     batches: list[int],
     bits: int = 64,
@@ -123,9 +105,11 @@ def run(
         dense = table[labels][:, labels]
         shape = {"batch": batch, "bits": bits, "classes": classes}
 
-        def ours_total(z, logits, labels, table, key):
+        def ours_total(z, logits, labels, table, key, knn_impl="auto"):
             targets = ClassTargets(labels, table)
-            return losses.hashing_loss(z, key, logits=logits, labels=labels, targets=targets)[0]
+            return losses.hashing_loss(
+                z, key, logits=logits, labels=labels, targets=targets, knn_impl=knn_impl
+            )[0]
 
         # name: (ours, reference, arguments, number of leading arguments differentiated)
         table_of_cases = {
@@ -163,7 +147,8 @@ def run(
                     emit(name, "reference", shape, ref_ms, "reference", ref_ms, value=ref_value)
                 )
             for impl in impls if name in KNN_CASES else ("auto",):
-                ours_fn = jax.jit(jax.value_and_grad(with_impl(ours, impl), argnums=argnums))
+                with_impl = functools.partial(ours, knn_impl=impl) if name in KNN_CASES else ours
+                ours_fn = jax.jit(jax.value_and_grad(with_impl, argnums=argnums))
                 ours_value = float(ours_fn(*args)[0])
                 ours_ms = time_fn(ours_fn, *args)
                 rows.append(

@@ -75,6 +75,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss.kl_decorrelation = 1.0  # marginal: weight of ||Z^T Z / n - I||^2 / K^2
     c.loss.k = 1  # kNN order of the KL estimate
     c.loss.knn = "global"  # global (all-gathered batch) or per_device
+    # The kNN search of the kNN KL forms: auto (the fused Pallas kernel on GPUs and TPUs, XLA
+    # on CPUs), xla or pallas (jaxhash.knn.kth_neighbor_indices).
+    c.loss.knn_impl = "auto"
     c.loss.label_smoothing = 0.0
 
     c.optim = ml_collections.ConfigDict()
@@ -314,6 +317,7 @@ CHOICES = {
     "loss.similarity": ("lcs_height", "wup", "path", "text"),
     "loss.normalize": ("mean", "row", "none"),
     "loss.knn": ("global", "per_device"),
+    "loss.knn_impl": ("auto", "xla", "pallas"),
     "loss.kl_form": ("wkv", "sphere", "corner", "smoothed_prior", "marginal"),
     "optim.name": ("sgd", "adamw"),
     "eval.protocol": ("database_is_query", "query_database", "zero_shot"),

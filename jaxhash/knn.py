@@ -168,8 +168,8 @@ def kth_neighbor_indices(
         passes) or "top_k" (``lax.top_k``). Same result; speed differs by backend.
       impl: "xla" (the blocked matrix products above), "pallas" (the fused kernel; float32
         only; on a CPU it runs in Pallas's interpreter, for tests) or "auto" (the kernel on GPUs
-        and TPUs for float32 inputs and k <= 16, else XLA; the environment variable
-        ``JAXHASH_IMPL`` overrides it). The kernel's ties go to the lowest index at every k,
+        and TPUs for float32 inputs and k <= 16, else XLA). The kernel's ties go to the lowest
+        index at every k,
         as "flat" and "top_k" do.
 
     Returns:

@@ -300,8 +300,8 @@ def hamming_topk(
         wanted). The result does not depend on it, nor on the block sizes.
       impl: the tiled selection's first stage (distances and tile minima) by "xla", by the fused
         Pallas kernel of :mod:`jaxhash.kernels.hamming_tiles` ("pallas"; on a CPU it runs in
-        Pallas's interpreter, for tests) or "auto" (the kernel on GPUs and TPUs; the
-        environment variable ``JAXHASH_IMPL`` overrides it). Same result.
+        Pallas's interpreter, for tests) or "auto" (the kernel on GPUs and TPUs, else XLA).
+        Same result.
 
     Returns:
       ``(distances int32 [Q, k], indices int32 [Q, k])``, sorted by (distance, index).

@@ -102,6 +102,7 @@ def make_loss_fn(
         normalize=config.loss.normalize,
         power=float(config.loss.power),
         label_smoothing=float(config.loss.label_smoothing),
+        knn_impl=config.loss.knn_impl,
     )
     if num_classes is None and table is not None:
         num_classes = int(table.shape[0])

@@ -81,20 +81,13 @@ def test_kth_neighbor_pallas_random_floats():
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
-def test_impl_choice_and_errors(monkeypatch):
-    """auto is the kernel on GPUs and TPUs, XLA on CPUs; JAXHASH_IMPL overrides it; bad values
+def test_impl_choice_and_errors():
+    """auto is the kernel on GPUs and TPUs, XLA on CPUs; an explicit choice is kept; bad values
     and dtypes are named."""
-    monkeypatch.delenv("JAXHASH_IMPL", raising=False)
     accelerator = jax.default_backend() in ("gpu", "tpu")
     assert kernels.resolve_impl("auto") == ("pallas" if accelerator else "xla")
     assert kernels.resolve_impl("pallas") == "pallas"
-    monkeypatch.setenv("JAXHASH_IMPL", "pallas")
-    assert kernels.resolve_impl("auto") == "pallas"
     assert kernels.resolve_impl("xla") == "xla"
-    monkeypatch.setenv("JAXHASH_IMPL", "fast")
-    with pytest.raises(ValueError, match="JAXHASH_IMPL"):
-        kernels.resolve_impl("auto")
-    monkeypatch.delenv("JAXHASH_IMPL")
     with pytest.raises(ValueError, match="impl must be one of"):
         kernels.resolve_impl("triton")
     with pytest.raises(ValueError, match="variant must be"):
@@ -183,3 +176,30 @@ def test_kernels_lower_for_accelerators(variant, platform):
     q_words = jnp.zeros((512, 2), jnp.uint32)
     text = _lowers(tiles_fn, platform, q_words, jnp.zeros((2, 32, 4096), jnp.uint32))
     assert "hamming_tile_minima" in text
+
+
+def test_the_knn_switch_takes_effect_after_a_first_call(monkeypatch):
+    """The kNN implementation is an argument (``config.loss.knn_impl``): one jitted loss called
+    with "xla" and then "pallas" runs the kernel on the second call only, with the same value,
+    not a trace cached from the first."""
+    from jaxhash import losses
+    from jaxhash.kernels import kth_neighbor as kernel_module
+
+    calls = []
+    real = kernel_module.kth_neighbor_indices
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernel_module, "kth_neighbor_indices", spy)
+    codes = jax.random.normal(jax.random.key(0), (16, 8))
+
+    @functools.partial(jax.jit, static_argnames="knn_impl")
+    def loss(codes, key, knn_impl):
+        return losses.binary_kl_loss(codes, key, form="wkv", knn_impl=knn_impl)
+
+    first = loss(codes, jax.random.key(1), knn_impl="xla")
+    assert calls == []
+    second = loss(codes, jax.random.key(1), knn_impl="pallas")
+    assert calls and np.isclose(float(first), float(second), rtol=1e-5)

@@ -11,13 +11,12 @@ Each kernel has two lowerings: "triton" (GPUs; one program per query block loops
 points) and "mosaic" (TPUs; a 2-D grid whose last axis walks the points, accumulating in the
 output block). The XLA path stays the reference and the fallback: ``impl="auto"`` takes the
 kernel on GPUs and TPUs and XLA on CPUs; ``"pallas"`` on a CPU runs the kernel in Pallas's
-interpreter (slow; for tests). The environment variable ``JAXHASH_IMPL`` ("xla" or "pallas")
-overrides "auto" without touching the callers.
+interpreter (slow; for tests). The choice is always an argument (``impl``; in training
+``config.loss.knn_impl``), never process state read while tracing: a jitted caller that
+changes it traces again, so the change takes effect.
 """
 
 from __future__ import annotations
-
-import os
 
 import jax
 
@@ -29,12 +28,6 @@ def resolve_impl(impl: str) -> str:
     """``"xla"`` or ``"pallas"`` for ``impl`` on the default backend (see the module docstring)."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
-    if impl == "auto":
-        impl = os.environ.get("JAXHASH_IMPL", "auto")
-        if impl not in IMPLS:
-            raise ValueError(
-                f"the environment variable JAXHASH_IMPL must be one of {IMPLS}; got {impl!r}."
-            )
     if impl == "auto":
         return "pallas" if jax.default_backend() in ("gpu", "tpu") else "xla"
     return impl

@@ -58,7 +58,7 @@ def _check_k(k, w: jax.Array, axis_name) -> int:
     return k
 
 
-def _log_rho(z, w, k, eps, block_size, axis_name) -> jax.Array:
+def _log_rho(z, w, k, eps, block_size, axis_name, impl="auto") -> jax.Array:
     """``[n]`` log distance from each local row to its k-th nearest other valid row (global)."""
     rho2 = kth_neighbor_sq_distances(
         z,
@@ -68,11 +68,12 @@ def _log_rho(z, w, k, eps, block_size, axis_name) -> jax.Array:
         query_offset=parallel.batch_offset(z.shape[0], axis_name),
         points_mask=parallel.all_gather_batch(w, axis_name) > 0,
         block_size=block_size,
+        impl=impl,
     )
     return _log_distance(rho2, eps)
 
 
-def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
+def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name, impl="auto") -> KLTerms:
     """Wang-Kulkarni-Verdu terms for local rows ``x`` against global targets ``y_all``."""
     dim = x.shape[1]
     if y_all.shape[1] != dim:
@@ -80,8 +81,10 @@ def _knn_kl_terms(x, y_all, *, k, w, eps, block_size, axis_name) -> KLTerms:
     k = _check_k(k, w, axis_name)
     if k > y_all.shape[0]:
         raise ValueError(f"k must be <= m = {y_all.shape[0]} target samples; got k={k}.")
-    log_rho = _log_rho(x, w, k, eps, block_size, axis_name)
-    nu2 = kth_neighbor_sq_distances(x, y_all.astype(x.dtype), k, block_size=block_size)
+    log_rho = _log_rho(x, w, k, eps, block_size, axis_name, impl)
+    nu2 = kth_neighbor_sq_distances(
+        x, y_all.astype(x.dtype), k, block_size=block_size, impl=impl
+    )
     log_nu = _log_distance(nu2, eps)
     n_valid = parallel.global_sum(jnp.sum(w), axis_name)
     mean_log_nu = _masked_mean(log_nu, w, axis_name)
@@ -102,6 +105,7 @@ def knn_kl_divergence(
     eps: float = 1e-6,
     block_size: int | None = None,
     axis_name: parallel.AxisName = None,
+    impl: str = "auto",
 ) -> jax.Array:
     """k-nearest-neighbour estimate of KL(P_x || P_y) (Wang, Kulkarni & Verdu 2009):
 
@@ -125,6 +129,8 @@ def knn_kl_divergence(
       axis_name: mesh axis inside ``jax.shard_map``; x and y are this device's shards of the
         global samples, gathered so the estimate is the global-batch one (its bias depends on n,
         so a per-device estimate would change with the device count).
+      impl: the neighbour search, "auto", "xla" or "pallas"
+        (:func:`jaxhash.knn.kth_neighbor_indices`).
 
     Returns:
       Scalar estimate in nats (can be negative: the estimator is unbiased only asymptotically).
@@ -134,7 +140,7 @@ def knn_kl_divergence(
     w = _mask_weights(mask, x.shape[0], x.dtype)
     y_all = parallel.all_gather_batch(y, axis_name)
     return _knn_kl_terms(
-        x, y_all, k=k, w=w, eps=eps, block_size=block_size, axis_name=axis_name
+        x, y_all, k=k, w=w, eps=eps, block_size=block_size, axis_name=axis_name, impl=impl
     ).estimate
 
 
@@ -186,7 +192,7 @@ def _log_corner_mass(z: jax.Array, p_one: float) -> jax.Array:
     return jnp.sum(jnp.where(z > 0, math.log(p_one), math.log1p(-p_one)), axis=1)
 
 
-def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name) -> dict:
+def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name, impl) -> dict:
     """Nearest-corner WKV: nu is the distance to the nearest of all 2^K corners, in closed form.
 
     With the target a point mass 2^-K on each corner (uniform bits), the WKV density estimate of
@@ -202,7 +208,7 @@ def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name) -> dict:
     corner = _sign_corner(z)
     nu2 = jnp.sum((z - corner) ** 2, axis=1) + floor * floor
     log_nu = 0.5 * jnp.log(nu2)
-    log_rho = _log_rho(z, w, k, eps, block_size, axis_name)
+    log_rho = _log_rho(z, w, k, eps, block_size, axis_name, impl)
     per_row = dim * (log_nu - log_rho) - _log_corner_mass(z, p_one)
     n = parallel.global_sum(jnp.sum(w), axis_name)
     estimate = _masked_mean(per_row, w, axis_name) + math.log(k) - jnp.log(n - 1.0)
@@ -213,7 +219,7 @@ def _corner_terms(z, w, *, k, p_one, floor, eps, block_size, axis_name) -> dict:
     }
 
 
-def _smoothed_prior_terms(z, w, *, k, p_one, sigma, eps, block_size, axis_name) -> dict:
+def _smoothed_prior_terms(z, w, *, k, p_one, sigma, eps, block_size, axis_name, impl) -> dict:
     """A finite KL to the smoothed binary prior Q_s = prod_k [(1-p) N(-1, s^2) + p N(1, s^2)].
 
     KL(P || Q_s) = -H(P) + CE(P, Q_s), estimated by the Kozachenko-Leonenko entropy
@@ -231,7 +237,7 @@ def _smoothed_prior_terms(z, w, *, k, p_one, sigma, eps, block_size, axis_name) 
     dim = z.shape[1]
     k = _check_k(k, w, axis_name)
     n = parallel.global_sum(jnp.sum(w), axis_name)
-    log_rho = _log_rho(z, w, k, eps, block_size, axis_name)
+    log_rho = _log_rho(z, w, k, eps, block_size, axis_name, impl)
     log_unit_ball = 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim + 1.0)
     entropy = (
         jax.scipy.special.digamma(n)
@@ -308,6 +314,7 @@ def binary_kl_terms(
     eps: float = 1e-6,
     block_size: int | None = None,
     axis_name: parallel.AxisName = None,
+    knn_impl: str = "auto",
 ) -> dict[str, jax.Array]:
     """The KL term of ``form`` and its parts: ``{"kl": value, "kl_<part>": ...}``.
 
@@ -330,7 +337,7 @@ def binary_kl_terms(
         return _marginal_terms(
             codes, w, p_one=p_one, decorrelation=float(decorrelation), axis_name=axis_name
         )
-    knn = dict(k=k, eps=eps, block_size=block_size, axis_name=axis_name)
+    knn = dict(k=k, eps=eps, block_size=block_size, axis_name=axis_name, impl=knn_impl)
     if form == "corner":
         return _corner_terms(codes, w, p_one=p_one, floor=_positive(floor, "floor"), **knn)
     if form == "smoothed_prior":
@@ -369,6 +376,7 @@ def binary_kl_loss(
     eps: float = 1e-6,
     block_size: int | None = None,
     axis_name: parallel.AxisName = None,
+    knn_impl: str = "auto",
 ) -> jax.Array:
     """The KL term: how far the outputs are from a binary code distribution (docs/method.md).
 
@@ -410,6 +418,9 @@ def binary_kl_loss(
       eps: floor on kNN distances inside the log (duplicate rows stay finite).
       block_size: query rows scored at once by the kNN search (None: per backend).
       axis_name: mesh axis inside ``jax.shard_map``: the value is the global-batch one.
+      knn_impl: the kNN search of the kNN forms: "auto" (the fused kernel on GPUs and TPUs,
+        XLA on CPUs), "xla" or "pallas" (:func:`jaxhash.knn.kth_neighbor_indices`). An
+        argument, so a jitted caller that changes it traces again.
 
     Returns:
       Scalar float32.
@@ -428,4 +439,5 @@ def binary_kl_loss(
         eps=eps,
         block_size=block_size,
         axis_name=axis_name,
+        knn_impl=knn_impl,
     )["kl"]

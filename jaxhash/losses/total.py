@@ -62,6 +62,7 @@ def hashing_loss(
     mask: jax.Array | None = None,
     block_size: int | None = None,
     axis_name: parallel.AxisName = None,
+    knn_impl: str = "auto",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The paper's total: ``ce * CE + sim * L_sim + kl * L_KL + quant * Q + balance * B``.
 
@@ -75,6 +76,8 @@ def hashing_loss(
       kl_form, k, num_targets, kl_sigma, kl_floor, kl_decorrelation: the KL term's ``form``,
         ``k``, ``num_targets``, ``sigma``, ``floor`` and ``decorrelation`` (:func:`binary_kl_loss`).
       normalize, power: of :func:`similarity_loss`.
+      knn_impl: the kNN search of the kNN KL forms, "auto", "xla" or "pallas"
+        (:func:`binary_kl_loss`; ``config.loss.knn_impl`` in training).
 
     Returns:
       ``(loss, metrics)``; metrics holds "loss", each computed term unweighted ("ce", "sim",
@@ -117,6 +120,7 @@ def hashing_loss(
                 floor=kl_floor,
                 decorrelation=kl_decorrelation,
                 block_size=block_size,
+                knn_impl=knn_impl,
                 **common,
             )
         )
