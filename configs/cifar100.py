@@ -2,9 +2,9 @@
 
     jaxhash train --config configs/cifar100.py:paper,64 --workdir runs/cifar100_paper_64 \\
         --set data.manual_dir=/path/to/cifar-100-binary.tar.gz     # or data.download=True
-    python -m benchmarks.reproduce_cifar100 --recipe resnet18 --data cifar100.npz --plan \\
+    python -m studies.reproduce_cifar100 --recipe resnet18 --data cifar100.npz --plan \\
         --time-limit 9                     # the study's main rows, in runs of under 10 minutes
-    bash benchmarks/gpu_study.sh           # the same without TensorFlow (--reader numpy), the
+    bash studies/gpu_study.sh           # the same without TensorFlow (--reader numpy), the
                                            # .npz carried in parts (see the script's header)
 
 The argument is ``method,bits[,seed[,zeroshot]]`` with the methods of ``jaxhash.methods``

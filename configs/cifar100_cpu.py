@@ -2,7 +2,7 @@
 
     jaxhash train --config configs/cifar100_cpu.py:paper,64,0 --workdir runs/c100_paper_64 \\
         --set data.manual_dir=/path/to/cifar100.npz
-    python -m benchmarks.reproduce_cifar100 --data /path/to/cifar100.npz --plan   # the study
+    python -m studies.reproduce_cifar100 --data /path/to/cifar100.npz --plan   # the study
 
 The argument is ``method,bits[,seed[,zeroshot]]``; the methods (``ce``, ``ce_sim``, ``paper``,
 ``paper-<form>-<weight>``, ...) are those of ``jaxhash.methods`` (similarity targets: WordNet

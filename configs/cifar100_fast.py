@@ -4,7 +4,7 @@
         --set data.manual_dir=/path/to/cifar100.npz                     # CPU variant
     jaxhash train --config configs/cifar100_fast.py:paper,64,0,gpu --workdir runs/fast_gpu \\
         --set data.manual_dir=/path/to/cifar100.npz                     # one accelerator
-    python -m benchmarks.reproduce_cifar100 --recipe fast --data cifar100.npz --plan  # the study
+    python -m studies.reproduce_cifar100 --recipe fast --data cifar100.npz --plan  # the study
 
 The argument is ``method,bits[,seed[,zeroshot]][,text][,gpu]`` with the methods of
 ``jaxhash.methods`` (``ce``, ``ce_sim``, ``paper``, ...). Similarity targets: WordNet

@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks import __main__ as suite
 from benchmarks import common, scaling, search_scale
-from benchmarks import reproduce_cifar100 as study
 from jaxhash import methods
+from studies import reproduce_cifar100 as study
 
 ROOT = Path(__file__).resolve().parents[1]
 

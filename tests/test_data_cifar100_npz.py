@@ -106,7 +106,7 @@ def test_a_study_row_trains_without_tensorflow(cifar_sample, tmp_path):
 import sys
 for name in ("tensorflow", "tensorflow_datasets", "nltk"):
     sys.modules[name] = None  # import raises ImportError
-from benchmarks import reproduce_cifar100 as study
+from studies import reproduce_cifar100 as study
 study.main(["--data", {str(cifar_sample)!r}, "--reader", "numpy", "--epochs", "0.11",
             "--workdir", {str(tmp_path / "runs")!r}, "--out", {str(out)!r},
             "--rows", "ce_sim,16,0"])

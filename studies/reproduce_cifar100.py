@@ -1,8 +1,8 @@
 """The reproduction study: methods and KL forms on the full CIFAR-100, one JSON row each.
 
-    python -m benchmarks.reproduce_cifar100 --data cifar100.npz --plan    # the whole study
-    python -m benchmarks.reproduce_cifar100 --data ... --rows paper,64,0 ce,64,0 --epochs 15
-    python -m benchmarks.reproduce_cifar100 --table                       # the README table
+    python -m studies.reproduce_cifar100 --data cifar100.npz --plan    # the whole study
+    python -m studies.reproduce_cifar100 --data ... --rows paper,64,0 ce,64,0 --epochs 15
+    python -m studies.reproduce_cifar100 --table                       # the README table
 
 ``--data`` is the official 50,000 / 10,000 split as an ``.npz`` (``x_train``, ``y_train_fine``,
 ``x_test``, ``y_test_fine``; never committed). Each row trains

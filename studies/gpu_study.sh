@@ -5,9 +5,9 @@
 # no TensorFlow and takes the repository in copies of at most 64 MiB: the CIFAR-100 .npz
 # (184 MB) travels in three parts, and the rows train with config.data.reader="numpy".
 #
-#   bash benchmarks/gpu_study.sh --pack cifar100.npz   # here, once: .gpu_data/ (3 parts + sha256)
-#   bash benchmarks/gpu_study.sh                       # there: join, check, train, evaluate
-#   bash benchmarks/gpu_study.sh --smoke               # any machine, ~3 min: a tiny random .npz,
+#   bash studies/gpu_study.sh --pack cifar100.npz   # here, once: .gpu_data/ (3 parts + sha256)
+#   bash studies/gpu_study.sh                       # there: join, check, train, evaluate
+#   bash studies/gpu_study.sh --smoke               # any machine, ~3 min: a tiny random .npz,
 #                                                      # ResNet-18 for a few steps, same code path
 #
 # On the GPU machine the script needs .gpu_data/ (the three parts and cifar100.npz.sha256)
@@ -94,7 +94,7 @@ elif ! (cd "$study" && sha256sum --status -c "$root/$parts_dir/cifar100.npz.sha2
   missing=$(for i in 0 1 2; do [[ -f "$parts_dir/cifar100.npz.part$i" ]] || echo "part$i"; done)
   if [[ -n "$missing" || ! -f "$parts_dir/cifar100.npz.sha256" ]]; then
     echo "gpu_study: $parts_dir lacks $missing (and/or cifar100.npz.sha256): carry the parts" \
-      "as the top of benchmarks/gpu_study.sh says." | tee "$out/error.log"
+      "as the top of studies/gpu_study.sh says." | tee "$out/error.log"
     exit 2
   fi
   cat "$parts_dir"/cifar100.npz.part* >"$npz"
@@ -108,7 +108,7 @@ fi
 runs="$study/runs"
 if [[ "$mode" == "--smoke" ]]; then runs="$study/runs_smoke"; fi
 if [[ -f "$results" && ! -f "$rows_out" ]]; then cp "$results" "$rows_out"; fi
-python3 -m benchmarks.reproduce_cifar100 --recipe "$recipe" --reader numpy --data "$npz" \
+python3 -m studies.reproduce_cifar100 --recipe "$recipe" --reader numpy --data "$npz" \
   --workdir "$runs" --out "$rows_out" --time-limit "$minutes" "${epochs[@]}" \
   --rows "${rows[@]}" 2>&1 | tee "$out/study.log"
 status=${PIPESTATUS[0]} # 3: stopped by the time limit with a checkpoint; rerun to continue
