@@ -85,8 +85,10 @@ def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
     table = study.table([row]).splitlines()
     assert len(table) == 2 + 2
     form, weight = methods.PAPER_KL
-    assert table[2].startswith(f"| 0.11 | zero-shot | 16 | paper | {form} x {weight:g} | 1 |")
-    assert table[3].startswith("| 0.11 | zero-shot | 16 | random codes |")
+    network = f"{row['model']}, batch {row['batch_size']}"
+    lead = f"| 0.11 | {network} | zero-shot | 16 |"
+    assert table[2].startswith(f"{lead} paper | {form} x {weight:g} | 1 |")
+    assert table[3].startswith(f"{lead} random codes |")
     # The row records the KL form, the weights and the last training log line.
     assert row["kl_form"] == form and row["weights"]["kl"] == weight
     for name in ("loss", "kl", "kl_w2", "z_norm", "z_sign_cos", "within_class_hamming"):
