@@ -37,10 +37,11 @@ batch 128 against 127 at 256 and 113 at 512 (smaller batches stay in cache), so 
 about 80 minutes and the evaluation a few more. The ``gpu`` variant trains longer
 (``GPU_EPOCHS``).
 
-History: the first measured row used widths 48 / 192 / 192, batch 512 and 10 epochs with the
-paper's KL weight 0.3: ``paper,64,0`` gave Hamming mAHP@250 0.679, mAP@250 0.333 (cosine
-mAHP@250 0.719) in 67 minutes. Every row: README ("The fast recipe on CIFAR-100") and
-benchmarks/results/reproduce_cifar100_fast.json.
+Measured (one CPU device, 2026-12-07): ``paper,64,0`` gives Hamming mAHP@250 0.744, mAP@250
+0.461 (cosine mAHP@250 0.754; binarisation gap 0.022 mAP) in 101 minutes with test runs on the
+same cores (median 129 images/s; about 150-159 alone). The first version of the recipe (widths
+48 / 192 / 192, batch 512, 10 epochs, KL weight 0.3) gave 0.679 / 0.333 in 67 minutes. Every
+row: README ("The fast recipe on CIFAR-100") and benchmarks/results/reproduce_cifar100_fast.json.
 """
 
 from jaxhash import methods
