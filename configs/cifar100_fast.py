@@ -32,9 +32,9 @@ trainer (every piece a config field):
   pixel both ways), then the sign (``eval.tta = "flip_translate"``).
 
 ``EPOCHS`` (CPU: 15), the width and the batch are what fits about 90 minutes per run on the CPU
-of benchmarks/RESULTS.md ("Train step"): there the full width trains at about 157 images/s at
-batch 128 against 127 at 256 and 113 at 512 (smaller batches stay in cache), so 15 epochs take
-about 80 minutes and the evaluation a few more. The ``gpu`` variant trains longer
+of benchmarks/RESULTS.md ("Train step"): there the full width's train step runs at 145 images/s
+at batch 128 against 133 at 256 and 113 at 512 (smaller batches stay in cache), so 15 epochs
+take about 85 minutes and the evaluation a few more. The ``gpu`` variant trains longer
 (``GPU_EPOCHS``).
 
 Measured (one CPU device, 2026-12-07): ``paper,64,0`` gives Hamming mAHP@250 0.744, mAP@250
