@@ -112,7 +112,8 @@ def test_a_fast_recipe_row_with_text_targets_is_scored_by_both_relevances(tmp_pa
     assert relevance["hamming"]["mAHP@250"] != row["metrics"]["mAHP@250"]  # another relevance
 
 
-def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method():
+def _table_row(**changes) -> dict:
+    """A finished study row with the fields ``study.table`` reads."""
     metrics = {"mAHP@250": 0.7, "mAP@250": 0.5, "P@100": 0.4, "mistake_severity": 0.3}
     row = {
         "epochs": 10.0,
@@ -127,6 +128,11 @@ def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method()
         "wall_s": 1.0,
         "random_codes": {},
     }
+    return {**row, **changes}
+
+
+def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method():
+    row = _table_row()
     lines = study.table([row, {**row, "targets": "lcs_height"}, {**row, "targets": "text"}])
     rows = lines.splitlines()[2:]
     assert [r.split(" | ")[3:6:2] for r in rows] == [["paper", "2"], ["paper (text targets)", "1"]]
@@ -135,22 +141,7 @@ def test_the_table_keeps_text_target_rows_apart_from_the_seeds_of_their_method()
 def test_the_table_keeps_rows_of_other_networks_apart():
     """Rows that name their model get a network column; another width or batch is its own
     line, not another seed."""
-    metrics = {"mAHP@250": 0.7, "mAP@250": 0.5, "P@100": 0.4, "mistake_severity": 0.3}
-    row = {
-        "epochs": 15.0,
-        "protocol": "database_is_query",
-        "bits": 64,
-        "method": "paper",
-        "kl_form": "marginal",
-        "weights": {"kl": 3.0},
-        "metrics": metrics,
-        "real_valued": {"cosine": metrics},
-        "gap_cosine_minus_hamming": {"mAP@250": 0.0},
-        "wall_s": 1.0,
-        "random_codes": {},
-        "model": "fast_cnn widths 64,256,256",
-        "batch_size": 128,
-    }
+    row = _table_row(model="fast_cnn widths 64,256,256", batch_size=128)
     rows = [row, {**row, "seed": 1}, {**row, "batch_size": 512}]
     lines = study.table(rows).splitlines()
     assert lines[0].startswith("| epochs | network | protocol |")
