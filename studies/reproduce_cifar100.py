@@ -83,12 +83,16 @@ SCREEN = (
 
 def plan_rows(winner: str, epochs: float | None, text: bool = False) -> list[tuple[str, float]]:
     """The main stage: (spec, epochs) of every row, ``winner`` the chosen paper method;
-    ``text`` adds the winner with class-description targets (``configs/cifar100_fast.py``)."""
-    rows = [f"{m},64,{s}" for s in (0, 1, 2) for m in (winner, "ce", "ce_sim")]
+    ``text`` adds the winner with class-description targets (``configs/cifar100_fast.py``).
+
+    The winner's three seeds come first (they decide whether the recipe meets its goal), then
+    the baselines' seeds (the ranking of the losses), then bits, text targets and zero-shot."""
+    rows = [f"{winner},64,{s}" for s in (0, 1, 2)]
+    rows += [f"{m},64,{s}" for s in (0, 1, 2) for m in ("ce", "ce_sim")]
     rows += [f"{winner},{bits},0" for bits in (16, 32)]
-    rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
     if text:
-        rows.insert(1, f"{winner},64,0,text")
+        rows.append(f"{winner},64,0,text")
+    rows += [f"{m},64,0,zeroshot" for m in ("ce", "ce_sim", winner)]
     return [(spec, epochs) for spec in rows]
 
 
