@@ -1,0 +1,42 @@
+"""jaxhash.metrics.passes: database passes give the same sums for any chunk size and device
+count."""
+
+import numpy as np
+
+from jaxhash import metrics
+
+
+def _problem(seed, n=240, bits=16, classes=6, queries=None):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, bits))
+    db_labels = rng.integers(0, classes, n)
+    database = centres[db_labels] + 1.5 * rng.normal(size=(n, bits))
+    sim = rng.uniform(0.0, 0.8, (classes, classes))
+    sim = (sim + sim.T) / 2
+    np.fill_diagonal(sim, 1.0)
+    if queries is None:
+        return database, database, db_labels, db_labels, sim
+    q_labels = rng.integers(0, classes, queries)
+    q = centres[q_labels] + 1.5 * rng.normal(size=(queries, bits))
+    return q, database, q_labels, db_labels, sim
+
+
+def test_chunk_size_and_device_count_do_not_matter(mesh4):
+    q, db, ql, dl, sim = _problem(8, n=401, bits=8)
+    reference = None
+    for mesh, query_block, database_block in [(None, None, None), (None, 7, 64), (mesh4, 50, 32)]:
+        options = dict(
+            exclude_self=True, mesh=mesh, query_block=query_block, database_block=database_block
+        )
+        values = (
+            metrics.map_at_k(q, db, ql, dl, 30, **options),
+            metrics.map_at_k(q, db, ql, dl, 30, ties="expected", **options),
+            metrics.mahp_at_k(q, db, ql, dl, sim, 30, ties="expected", **options),
+        )
+        curve = metrics.precision_recall_curve(q, db, ql, dl, **options)
+        if reference is None:
+            reference = values, curve
+            continue
+        np.testing.assert_allclose(values, reference[0], rtol=1e-6)
+        for name, array in curve.items():
+            np.testing.assert_array_equal(array, reference[1][name])

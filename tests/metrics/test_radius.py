@@ -1,0 +1,45 @@
+"""jaxhash.metrics.radius: Hamming-ball precision, recall and coverage against NumPy."""
+
+import numpy as np
+import pytest
+
+from jaxhash import metrics
+
+
+def _distances(queries, database):
+    """float64 [Q, N] Hamming distances of sign codes (x > 0 is a 1 bit)."""
+    return ((queries[:, None, :] > 0) != (database[None, :, :] > 0)).sum(-1).astype(np.float64)
+
+
+def _problem(seed, n=240, bits=16, classes=6, queries=None):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, bits))
+    db_labels = rng.integers(0, classes, n)
+    database = centres[db_labels] + 1.5 * rng.normal(size=(n, bits))
+    sim = rng.uniform(0.0, 0.8, (classes, classes))
+    sim = (sim + sim.T) / 2
+    np.fill_diagonal(sim, 1.0)
+    if queries is None:
+        return database, database, db_labels, db_labels, sim
+    q_labels = rng.integers(0, classes, queries)
+    q = centres[q_labels] + 1.5 * rng.normal(size=(queries, bits))
+    return q, database, q_labels, db_labels, sim
+
+
+def test_precision_recall_curve_and_radius():
+    q, db, ql, dl, _ = _problem(6, bits=10, queries=40)
+    dist = _distances(q, db)
+    rel = ql[:, None] == dl[None, :]
+    curve = metrics.precision_recall_curve(q, db, ql, dl)
+    assert len(curve["radius"]) == 11
+    for r in range(11):
+        inside = dist <= r
+        retrieved, hits = inside.sum(1), (inside & rel).sum(1)
+        nonempty = retrieved > 0
+        precision = hits[nonempty] / retrieved[nonempty]
+        assert curve["precision"][r] == pytest.approx(precision.mean() if nonempty.any() else 0)
+        assert curve["precision_empty_zero"][r] == pytest.approx(precision.sum() / len(q))
+        assert curve["recall"][r] == pytest.approx(np.mean(hits / rel.sum(1)))
+        assert curve["coverage"][r] == pytest.approx(nonempty.mean())
+    lookup = metrics.radius_precision_recall(q, db, ql, dl, radius=2)
+    assert lookup["precision_empty_zero"] == pytest.approx(curve["precision_empty_zero"][2])
