@@ -19,8 +19,6 @@ def _jit(fn, *static):
 
 
 knn_kl_divergence = _jit(losses.knn_kl_divergence, "k", "axis_name")
-
-
 KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
 
 

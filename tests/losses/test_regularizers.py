@@ -16,8 +16,6 @@ def _jit(fn, *static):
 
 
 quantization_loss = _jit(losses.quantization_loss, "axis_name")
-
-
 bit_balance_loss = _jit(losses.bit_balance_loss, "axis_name")
 
 

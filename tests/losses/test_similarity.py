@@ -21,8 +21,6 @@ def _jit(fn, *static):
 # Library calls go through jax.jit: on the CPU one compilation per configuration is several times
 # faster than eager dispatch of every op. Trace-time ValueErrors are raised all the same.
 relaxed_hamming = jax.jit(losses.relaxed_hamming)
-
-
 similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
 
 

@@ -19,20 +19,14 @@ def _jit(fn, *static):
 
 
 similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
-
-
 KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
 
 
 binary_kl_loss = _jit(losses.binary_kl_loss, *KL_STATIC)
-
-
 classification_loss = _jit(losses.classification_loss, "axis_name")
 
 
 quantization_loss = _jit(losses.quantization_loss, "axis_name")
-
-
 bit_balance_loss = _jit(losses.bit_balance_loss, "axis_name")
 
 

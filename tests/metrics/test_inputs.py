@@ -6,13 +6,8 @@ import pytest
 from jaxhash import metrics
 
 _CODES = np.random.default_rng(0).normal(size=(10, 16))
-
-
 _LABELS = np.arange(10) % 3
-
-
 _SIM = np.eye(3)
-
 
 BAD = [
     (metrics.map_at_k, (_CODES, _CODES, _LABELS, _LABELS, 11), {}, "k must be"),
