@@ -1,4 +1,5 @@
-"""Class hierarchies and their similarity matrices (jaxhash.semantics)."""
+"""jaxhash.semantics.hierarchy: class trees (random trees against an oracle, parent-child
+files, two levels, WordNet's tree rules) and their similarity matrices."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from jaxhash.semantics import (
     HierarchyError,
     known,
     read_parent_child,
-    resolve_synsets,
 )
-
-# ----------------------------------------------------------------------------- oracle
 
 
 def _random_tree(rng, num_inner: int, num_leaves: int):
@@ -144,9 +142,6 @@ def test_unknown_node_and_kind():
         tree.similarity("cosine")
 
 
-# ----------------------------------------------------------------------------- WordNet
-
-
 def test_wordnet_known_pairs(wordnet):
     """tiger and leopard share big_cat.n.01; tiger is nearer leopard than apple in every kind."""
     tree = ClassHierarchy.from_wordnet(
@@ -160,14 +155,6 @@ def test_wordnet_known_pairs(wordnet):
     for kind in ("lcs_height", "wup", "path"):
         sim = tree.similarity(kind)
         assert sim[0, 1] > sim[0, 2], kind
-
-
-def test_wordnet_ids_resolve_like_names(wordnet):
-    """ImageNet ids resolve through the synset offset (n02084071 = dog.n.01)."""
-    by_id = ClassHierarchy.from_wordnet(["n02084071", "n02121808"], wordnet=wordnet)
-    assert by_id.classes == ("dog.n.01", "domestic_cat.n.01")
-    by_name = ClassHierarchy.from_wordnet(["dog.n.01", "domestic_cat.n.01"], wordnet=wordnet)
-    np.testing.assert_array_equal(by_id.similarity(), by_name.similarity())
 
 
 def test_wordnet_tree_rules(wordnet):
@@ -198,28 +185,6 @@ def test_wordnet_class_that_subsumes_another(wordnet):
     assert named.parent("canine") == "canine.n.02" and named.height("canine") == 0
 
 
-def test_unknown_synsets_are_listed(wordnet):
-    with pytest.raises(HierarchyError, match=r"2 item\(s\).*'tigerr.n.01'.*'n99999999'"):
-        resolve_synsets(["tiger.n.02", "tigerr.n.01", "n99999999"], wordnet=wordnet)
-    with pytest.raises(HierarchyError, match="not a noun"):
-        resolve_synsets(["run.v.01"], wordnet=wordnet)
-
-
-def test_missing_wordnet_says_how_to_install(tmp_path):
-    """Without WordNet on the nltk path the error gives the install commands (fresh process)."""
-    import subprocess
-    import sys
-
-    code = (
-        f"import nltk; nltk.data.path[:] = [{str(tmp_path)!r}]\n"
-        "from jaxhash.semantics import load_wordnet\n"
-        "try:\n    load_wordnet()\nexcept ValueError as e:\n    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "python -m nltk.downloader wordnet" in out.stdout, out.stdout + out.stderr
-    assert "NLTK_DATA" in out.stdout and str(tmp_path) in out.stdout
-
-
 def test_tiny_imagenet_wnids(wordnet):
     """A hierarchy for Tiny ImageNet's 200 wnids (tests/data): all resolve, one root."""
     from tests.conftest import TEST_DATA
@@ -233,51 +198,3 @@ def test_tiny_imagenet_wnids(wordnet):
     cat, kart = wnids.index("n02124075"), wnids.index("n03444034")  # Egyptian cat, go-kart
     assert tree.synsets[wnids[cat]] == "egyptian_cat.n.01"
     assert sim[cat, kart] < sim[cat].max(initial=0, where=~np.eye(200, dtype=bool)[cat])
-
-
-# ----------------------------------------------------------------------------- shipped data
-
-
-def test_cifar100_synsets_resolve_to_nouns(wordnet):
-    """All 100 hand-chosen CIFAR-100 synsets exist, are nouns, distinct, in label order."""
-    synsets = known.cifar100_synsets()
-    assert tuple(synsets) == known.CIFAR100_CLASSES
-    resolved = resolve_synsets(list(synsets.values()), wordnet=wordnet)
-    assert len({s.name() for s in resolved}) == 100
-    assert synsets["tiger"] == "tiger.n.02" and synsets["seal"] == "seal.n.09"
-    assert synsets["ray"] == "ray.n.07" and synsets["plain"] == "plain.n.01"
-    assert known.CIFAR100_CLASSES[0] == "apple" and known.CIFAR100_CLASSES[99] == "worm"
-
-
-def test_cifar100_shipped_data_equals_a_rebuild_from_wordnet(wordnet):
-    """The shipped tree and similarity matrices are exactly what WordNet gives today."""
-    rebuilt = known.build_cifar100_wordnet(wordnet)
-    shipped = known.cifar100()
-    assert shipped.classes == known.CIFAR100_CLASSES
-    assert sorted(rebuilt.edges()) == sorted(shipped.edges())
-    for kind in ("lcs_height", "wup", "path"):
-        np.testing.assert_array_equal(known.cifar100_similarity(kind), rebuilt.similarity(kind))
-        np.testing.assert_array_equal(known.cifar100_similarity(kind), shipped.similarity(kind))
-
-
-def test_cifar100_hierarchy_without_wordnet():
-    """cifar100() needs no WordNet: big cats meet at big_cat.n.01, diagonal 1, symmetric."""
-    tree = known.cifar100()
-    assert tree.lcs("tiger", "leopard") == "big_cat.n.01"
-    assert tree.synsets["tiger"] == "tiger.n.02"
-    sim = known.cifar100_similarity()
-    c = known.CIFAR100_CLASSES.index
-    assert sim[c("tiger"), c("leopard")] > sim[c("tiger"), c("apple")]
-    assert sim[c("whale"), c("dolphin")] > sim[c("whale"), c("shark")]
-    np.testing.assert_array_equal(np.diag(sim), 1.0)
-    np.testing.assert_array_equal(sim, sim.T)
-    with pytest.raises(HierarchyError, match="kind must be"):
-        known.cifar100("three_level")
-
-
-def test_imagenet100(wordnet):
-    """HashNet's ImageNet-100: 100 distinct wnids that resolve, in ascending (label) order."""
-    wnids = known.imagenet100_wnids()
-    assert len(set(wnids)) == 100 and wnids == sorted(wnids)
-    tree = known.imagenet100(wordnet=wordnet)
-    assert tree.classes == tuple(wnids) and tree.similarity().shape == (100, 100)
