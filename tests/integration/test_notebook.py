@@ -11,7 +11,7 @@ import pytest
 nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
 
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from jaxhash import models
 from jaxhash import state as train_state
 from jaxhash.config import default_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_constants_and_schedule_match_jaxhash_defaults():

@@ -23,7 +23,7 @@ import pytest
 from jaxhash import config as config_lib
 from jaxhash import model_eval, parallel, run_folder, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
