@@ -12,12 +12,17 @@ evaluation steps; tests/test_checkpoints.py 138 s -> 76 s): storing every small 
 more than it saves (tests/test_metrics.py 80 s -> 103 s). A size limit turns on the cache's
 file lock, so processes that compile the same program at once do not read each other's
 half-written files.
+
+Most training tests need a trained run, not a run of their own: the session trains the quick
+demo once (``quick_run``) on data built once (``quick_data_dir``), and tests that change a
+run folder change a copy of it (``quick_run_copy``).
 """
 
 import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (
@@ -96,3 +101,66 @@ def cifar_sample(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cifar100_sample") / "cifar100_sample.npz"
     np.savez(path, **arrays)
     return path
+
+
+# The shared quick run: 3 steps, a checkpoint at every one (1, 2 and 3, all kept), no evaluation.
+QUICK_RUN = {
+    "train.steps": 3,
+    "train.checkpoint_every": 1,
+    "train.keep_checkpoints": 3,
+    "eval.at_end": False,
+}
+
+
+@pytest.fixture(scope="session")
+def quick_data_dir(tmp_path_factory) -> str:
+    """A TFDS folder holding the quick demo's synthetic data set, built once for the session
+    (also before processes that tests start read it: two must not build it at once)."""
+    from jaxhash import config as config_lib
+    from jaxhash import data
+
+    folder = str(tmp_path_factory.mktemp("tfds"))
+    config = config_lib.demo_config("quick")
+    config.data.data_dir = folder
+    data.get_dataset_info(config)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def quick_config(quick_data_dir) -> Callable[..., object]:
+    """``quick_config(**changes)``: the quick demo config on the session's data, with ``changes``
+    (dotted keys, Python values) applied."""
+    from jaxhash import config as config_lib
+
+    def make(**changes):
+        config = config_lib.demo_config("quick")
+        config.data.data_dir = quick_data_dir
+        config_lib.apply_overrides(config, [f"{key}={value!r}" for key, value in changes.items()])
+        return config
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def quick_run_config(quick_config) -> Callable[[], object]:
+    """``quick_run_config()``: a fresh copy of the shared quick run's config (resuming the run,
+    or a copy of it, takes this config)."""
+    return lambda: quick_config(**QUICK_RUN)
+
+
+@pytest.fixture(scope="session")
+def quick_run(quick_run_config, tmp_path_factory):
+    """(run folder, final train state) of the quick demo trained with ``QUICK_RUN``, shared by
+    the session: read it, never change it (``quick_run_copy`` is a copy to change)."""
+    from jaxhash import train
+
+    workdir = tmp_path_factory.mktemp("quick_run")
+    state, _ = train.run(quick_run_config(), workdir, progress=False)
+    return workdir, state
+
+
+@pytest.fixture
+def quick_run_copy(quick_run, tmp_path) -> Path:
+    """A copy of the shared quick run's folder, for a test to change."""
+    shutil.copytree(quick_run[0], tmp_path / "run")
+    return tmp_path / "run"

@@ -17,36 +17,20 @@ import numpy as np
 import pytest
 
 from jaxhash import checkpoints, run_folder, train
-from jaxhash import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick(data_dir: str, steps: int = 3):
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = data_dir
-    config.eval.at_end = False
-    config.train.steps = steps
-    config.train.checkpoint_every = 1
-    config.train.keep_checkpoints = 3
-    return config
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The quick demo for 3 steps, checkpoints 1, 2 and 3, and its final state."""
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    workdir = tmp_path_factory.mktemp("run")
-    state, _ = train.run(_quick(data_dir), workdir, progress=False)
-    return data_dir, workdir, state
+@pytest.fixture
+def trained(quick_run):
+    """The shared quick run (3 steps, checkpoints 1, 2 and 3) and its final state."""
+    return quick_run
 
 
 @pytest.fixture
-def run_copy(trained, tmp_path):
-    """A copy of the trained run folder for a test to damage."""
-    data_dir, workdir, state = trained
-    shutil.copytree(workdir, tmp_path / "run")
-    return data_dir, tmp_path / "run", state
+def run_copy(quick_run, quick_run_copy):
+    """A copy of the trained run folder for a test to damage, and the run's final state."""
+    return quick_run_copy, quick_run[1]
 
 
 def _truncate_data(workdir: Path, step: int) -> None:
@@ -55,10 +39,10 @@ def _truncate_data(workdir: Path, step: int) -> None:
         os.truncate(path, path.stat().st_size // 2)
 
 
-def test_save_refuses_a_non_finite_state(trained, tmp_path):
+def test_save_refuses_a_non_finite_state(trained, tmp_path, quick_run_config):
     """A state with a NaN leaf is refused, naming the tree; nothing is written."""
-    data_dir, workdir, _ = trained
-    setup = run_folder.restore_run(_quick(data_dir), workdir)
+    workdir, _ = trained
+    setup = run_folder.restore_run(quick_run_config(), workdir)
     params = jax.tree_util.tree_map(lambda x: x.at[...].set(jnp.nan), setup.state.params)
     manager = checkpoints.checkpoint_manager(tmp_path, setup.config)
     with pytest.raises(checkpoints.NonFiniteStateError, match=r"step 7 not written: its params"):
@@ -67,17 +51,19 @@ def test_save_refuses_a_non_finite_state(trained, tmp_path):
     assert not any(p.name.startswith("7") for p in (tmp_path / "checkpoints").iterdir())
 
 
-def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, caplog):
+def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(
+    run_copy, caplog, quick_run_config
+):
     """Checkpoint 3 truncated: restoring warns once naming it and resumes from 2; training
     on from there ends bit-identical to the undamaged run."""
-    data_dir, workdir, state = run_copy
+    workdir, state = run_copy
     _truncate_data(workdir, 3)
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        setup = run_folder.restore_run(_quick(data_dir), workdir)
+        setup = run_folder.restore_run(quick_run_config(), workdir)
     assert setup.restored_step == 2
     skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
     assert len(skipped) == 1 and "step 3" in skipped[0] and "changed on disk" in skipped[0]
-    resumed, _ = train.run(_quick(data_dir), workdir, progress=False)
+    resumed, _ = train.run(quick_run_config(), workdir, progress=False)
     assert int(resumed.step) == 3
     for got, want in zip(
         jax.tree_util.tree_leaves(jax.device_get(resumed.params)),
@@ -87,11 +73,13 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(run_copy, c
         np.testing.assert_array_equal(got, want)
 
 
-def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(run_copy, caplog):
+def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(
+    run_copy, caplog, quick_run_config
+):
     """Each save records sha256 digests of its files; one flipped byte in checkpoint 3 (which
     could decode to other, finite numbers) is named and step 2 restored. Without the record
     (written by an older jaxhash), the checkpoint is restored unchecked."""
-    data_dir, workdir, _ = run_copy
+    workdir, _ = run_copy
     step_dir = workdir / "checkpoints" / "3"
     recorded = json.loads((step_dir / checkpoints.CHECKSUMS).read_text())["files"]
     assert any(name.startswith("state/") for name in recorded)
@@ -101,22 +89,24 @@ def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(ru
     raw[len(raw) // 2] ^= 0x01
     victim.write_bytes(bytes(raw))
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 2
+        assert run_folder.restore_run(quick_run_config(), workdir).restored_step == 2
     name = victim.relative_to(step_dir).as_posix()
     assert "step 3" in caplog.text and f"its file {name} changed on disk" in caplog.text
     raw[len(raw) // 2] ^= 0x01
     victim.write_bytes(bytes(raw))
     (step_dir / checkpoints.CHECKSUMS).unlink()
-    assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 3
+    assert run_folder.restore_run(quick_run_config(), workdir).restored_step == 3
 
 
-def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, caplog):
+def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(
+    run_copy, caplog, quick_run_config
+):
     """A checkpoint holding NaN (written past save's check) is skipped; with every
     checkpoint damaged, restoring fails with one error listing them."""
     import orbax.checkpoint as ocp
 
-    data_dir, workdir, _ = run_copy
-    setup = run_folder.restore_run(_quick(data_dir), workdir)
+    workdir, _ = run_copy
+    setup = run_folder.restore_run(quick_run_config(), workdir)
     poisoned = setup.state.replace(
         step=setup.state.step + 1,
         batch_stats=jax.tree_util.tree_map(lambda x: x * jnp.inf, setup.state.batch_stats),
@@ -126,18 +116,18 @@ def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(run_copy, 
     folder = workdir / "checkpoints"
     shutil.copytree(folder / "3" / "config", folder / "4" / "config")
     with caplog.at_level(logging.WARNING, logger="jaxhash.checkpoints"):
-        assert run_folder.restore_run(_quick(data_dir), workdir).restored_step == 3
+        assert run_folder.restore_run(quick_run_config(), workdir).restored_step == 3
     assert "step 4" in caplog.text and "batch_stats hold NaN or infinite" in caplog.text
     for step in (1, 2, 3):
         _truncate_data(workdir, step)
     with pytest.raises(checkpoints.NoGoodCheckpointError, match=r"no usable checkpoint.*step 1"):
-        run_folder.restore_run(_quick(data_dir), workdir)
+        run_folder.restore_run(quick_run_config(), workdir)
 
 
-def test_a_failed_save_stops_at_once_with_one_clear_line(trained, tmp_path):
+def test_a_failed_save_stops_at_once_with_one_clear_line(quick_data_dir, tmp_path):
     """`checkpoints/` read-only: the command exits non-zero at the first save, saying which
     checkpoint could not be written where and why, without hanging at exit."""
-    data_dir = trained[0]
+    data_dir = quick_data_dir
     workdir = tmp_path / "run"
     (workdir / "checkpoints").mkdir(parents=True)
     (workdir / "checkpoints").chmod(0o555)
@@ -158,20 +148,22 @@ def test_a_failed_save_stops_at_once_with_one_clear_line(trained, tmp_path):
     assert "Permission denied; fix permissions/disk space or choose another --workdir" in lines[-1]
 
 
-def test_a_restore_failure_that_is_not_damage_stops_instead_of_falling_back(run_copy, monkeypatch):
+def test_a_restore_failure_that_is_not_damage_stops_instead_of_falling_back(
+    run_copy, monkeypatch, quick_run_config
+):
     """A read error on a checkpoint whose files match their checksums (a passing fault, memory,
     another device count) is raised, naming the step, rather than skipped for an older one;
     without checksums the error says how to fall back by hand."""
     import orbax.checkpoint as ocp
 
-    data_dir, workdir, _ = run_copy
+    workdir, _ = run_copy
 
     def failing_restore(self, step, *args, **kwargs):
         raise OSError("transient read error")
 
     monkeypatch.setattr(ocp.CheckpointManager, "restore", failing_restore)
     with pytest.raises(checkpoints.CheckpointReadError, match=r"step 3 .*match their checksums"):
-        checkpoints.restore_run(_quick(data_dir), workdir)
+        checkpoints.restore_run(quick_run_config(), workdir)
     (workdir / "checkpoints" / "3" / checkpoints.CHECKSUMS).unlink()
     with pytest.raises(checkpoints.CheckpointReadError, match=r"no checksums.*delete .*3"):
-        checkpoints.restore_run(_quick(data_dir), workdir)
+        checkpoints.restore_run(quick_run_config(), workdir)

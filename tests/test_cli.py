@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxhash import cli, console, train
+from jaxhash.evaluation import report_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = f"{ROOT / 'configs' / 'demo.py'}:quick"
@@ -211,3 +214,69 @@ def test_results_table():
         "mAP@5         0.5000        0.1250                0.6250",
         "precision@r2  0.2500        0.0000                     -",
     ]
+
+
+def test_cli_evaluate_encode_search(quick_run_copy, tmp_path, capsys):
+    """evaluate, encode and search run on the trained run folder."""
+    from jaxhash import retrieval
+
+    workdir = quick_run_copy
+    assert cli.main(["evaluate", "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "mAP@50" in out and str(report_dir(workdir, 3) / "report.json") in out
+    out = tmp_path / "codes.npy"
+    assert cli.main(["encode", "--workdir", str(workdir), "--out", str(out)]) == 0
+    codes = np.load(out)
+    ids = np.load(tmp_path / "codes_ids.npy")
+    assert codes.dtype == np.uint8 and codes.shape == (256, 2)
+    assert sorted(ids.tolist()) == list(range(256))
+    result = tmp_path / "result.npz"
+    cli.main(
+        [
+            "search",
+            "--queries",
+            str(out),
+            "--database",
+            str(out),
+            "--k",
+            "5",
+            "--exclude-self",
+            "--out",
+            str(result),
+        ]
+    )
+    found = np.load(result)
+    want_d, want_i = retrieval.hamming_topk(codes, codes, 5, exclude_self=True)
+    np.testing.assert_array_equal(found["indices"], want_i)
+    np.testing.assert_array_equal(found["distances"], want_d)
+
+
+def test_cli_train_and_python_m(quick_data_dir, tmp_path, capsys):
+    """`jaxhash train --config configs/demo.py:quick --set ...` trains and prints the report;
+    `python -m jaxhash --help` lists the commands."""
+    config = ROOT / "configs" / "demo.py"
+    cli.main(
+        [
+            "train",
+            "--config",
+            f"{config}:quick",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            f"data.data_dir={quick_data_dir!r}",
+            "model.bits=8",
+            "train.steps=2",
+        ]
+    )
+    out = capsys.readouterr().out
+    report_path = report_dir(tmp_path, 2) / "report.json"
+    assert "mAP@50" in out and str(report_path) in out
+    assert json.loads(report_path.read_text())["code_length"] == 8
+    status = cli.main(
+        ["train", "--config", str(config), "--workdir", str(tmp_path), "--set", "model.bitz=8"]
+    )
+    assert status == 1 and "unknown config key 'model.bitz'" in capsys.readouterr().err
+    listed = subprocess.run(
+        [sys.executable, "-m", "jaxhash", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert all(c in listed.stdout for c in ("demo", "train", "evaluate", "encode", "search"))

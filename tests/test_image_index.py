@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxhash import cli, image_index, retrieval, train
-from jaxhash import config as config_lib
+from jaxhash import cli, image_index, retrieval
 from jaxhash.search import faiss as faiss_bridge
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """The quick demo trained for a few steps (no evaluation)."""
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    config.eval.at_end = False
-    workdir = tmp_path_factory.mktemp("run")
-    train.run(config, workdir, progress=False)
-    return workdir
+def run_dir(quick_run):
+    """The shared quick run (3 steps, no evaluation)."""
+    return quick_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def test_index_and_query_from_the_command_line(
         "sub/img5.png",
     ]
     assert index.bits == 16 and index.codes.shape == (6, 2) and index.codes.dtype == np.uint8
-    assert index.run == str(run_dir.absolute()) and index.step == 6
+    assert index.run == str(run_dir.absolute()) and index.step == 3
     assert "6 images, 16-bit codes" in capsys.readouterr().out
 
     query = folder / "sub" / "img4.JPG"

@@ -13,28 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxhash import checkpoints, image_index, run_folder, train
-from jaxhash import config as config_lib
+from jaxhash import checkpoints, image_index, run_folder
 from jaxhash.evaluation import Evaluator
 from jaxhash.run_folder import RunInputs, open_run
 
 
-def _quick(data_dir: str):
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = data_dir
-    config.eval.at_end = False
-    config.train.steps = 3
-    config.train.checkpoint_every = 1
-    return config
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The quick demo for 3 steps (checkpoints 1, 2 and 3), and the z of its evaluation split
+def trained(quick_run):
+    """The shared quick run (3 steps, checkpoints 1, 2 and 3), and the z of its evaluation split
     as the training set-up encodes them (``restore_run``: the whole state)."""
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    workdir = tmp_path_factory.mktemp("run")
-    train.run(_quick(data_dir), workdir, progress=False)
+    workdir = quick_run[0]
     setup = run_folder.restore_run(checkpoints.saved_config(workdir), workdir)
     evaluator = Evaluator(setup.config, setup.info, setup.model, setup.mesh)
     z = evaluator.encode(setup.state.variables, setup.info.eval_split)[0]
@@ -42,10 +30,9 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture
-def run_copy(trained, tmp_path):
+def run_copy(quick_run_copy):
     """A copy of the trained run folder for a test to change."""
-    shutil.copytree(trained[0], tmp_path / "run")
-    return tmp_path / "run"
+    return quick_run_copy
 
 
 def _leaves(tree):

@@ -24,8 +24,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
-from jaxhash import cli, image_index, index_search, retrieval, serve, train
-from jaxhash import config as config_lib
+from jaxhash import cli, image_index, index_search, retrieval, serve
 from jaxhash.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +45,11 @@ tool = _tool()
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory):
+def indexed(quick_run, tmp_path_factory):
     """(encoder, index, image folder): 20 rendered images (64 px PNGs in class folders), a
-    symbolic link in the folder to an image outside it, and a secret file beside the folder."""
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    config.eval.at_end = False
-    workdir = tmp_path_factory.mktemp("run")
-    train.run(config, workdir, progress=False)
+    symbolic link in the folder to an image outside it, and a secret file beside the folder,
+    indexed with the shared quick run."""
+    workdir = quick_run[0]
     encoder = image_index.Encoder(workdir)
 
     base = tmp_path_factory.mktemp("photos")
