@@ -18,8 +18,8 @@
 # speedup. TensorFlow and nltk are not needed.
 #
 # Order, most wanted first, each step capped by a timeout within the budget:
-#  1. the kernel tests on the GPU (tests/test_kernels.py: the Pallas kernels compiled for real
-#     against the XLA path, identical results) and tests/test_knn.py;
+#  1. the kernel tests on the GPU (tests/kernels/, the Pallas ones: the kernels compiled for
+#     real against the XLA path, identical results) and tests/test_knn.py;
 #  2. kNN k-th distance, exact float32, batch 16,384, k = 1: Pallas kernel vs XLA (value and
 #     grad, benchmarks/knn.py);
 #  3. Hamming top-100, 4,096 queries x 2^20 64-bit codes: Pallas first stage vs XLA
@@ -84,7 +84,8 @@ if ((smoke)); then
   resnet=(--batch 8 --dtype float32)
   fast=(--batch 8 --dtype float32)
 else
-  timeout 80 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels.py tests/test_knn.py \
+  timeout 80 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_kernels.py \
+    tests/kernels/test_kth_neighbor.py tests/kernels/test_hamming_tiles.py tests/test_knn.py \
     2>&1 | tail -15 | tee "$out/tests.log"
   knn=(--batch 16384 --k 1)
   search=(--full)

@@ -150,7 +150,7 @@ KL_FORMS = ("wkv", "sphere", "corner", "smoothed_prior", "marginal")
 DEFAULT_KL_FORM = "marginal"
 _SAMPLING_FORMS = ("wkv", "sphere")  # forms that draw target samples (they need a key)
 # Forms whose value never drops when a batch with every |z_ik| >= 1 (at or beyond the corners)
-# is scaled up by s >= 1; tested in tests/test_kl_forms.py. "wkv" fails this by construction.
+# is scaled up by s >= 1; tested in tests/losses/test_kl_forms.py. "wkv" fails this by construction.
 SCALE_SAFE_KL_FORMS = ("sphere", "marginal")
 
 
