@@ -28,7 +28,7 @@ with workdir_lock(sys.argv[1]):
 """
 
 
-def test_a_second_trainer_is_refused_and_a_dead_holders_lock_taken_over(tmp_path):
+def test_a_second_trainer_is_refused_and_a_dead_holders_lock_taken_over(tmp_path, quick_data_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(tmp_path)],
@@ -40,7 +40,7 @@ def test_a_second_trainer_is_refused_and_a_dead_holders_lock_taken_over(tmp_path
     try:
         assert holder.stdout.readline().strip() == "locked"
         config = config_lib.demo_config("quick")
-        config.data.data_dir = str(tmp_path / "tfds")
+        config.data.data_dir = quick_data_dir
         host = re.escape(socket.gethostname())
         with pytest.raises(
             WorkdirLockedError,

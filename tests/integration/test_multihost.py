@@ -37,10 +37,10 @@ def _losses(workdir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows}
 
 
-def test_two_processes_match_one(tmp_path):
+def test_two_processes_match_one(tmp_path, quick_data_dir):
     if len(jax.devices()) < 4:
         pytest.skip("needs 4 devices in this process")
-    data_dir = str(tmp_path / "tfds")
+    data_dir = quick_data_dir  # built already: the workers only read it
     config = config_lib.demo_config("quick")  # as multihost_worker.multihost_config
     config.data.data_dir = data_dir
     config.eval.batch_size = 24

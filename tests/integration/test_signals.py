@@ -45,16 +45,10 @@ def _saved_steps(workdir: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-    """The quick demo's data, built once (two processes must not build it at the same time)."""
-    from jaxhash import config as config_lib
-    from jaxhash import data
-
-    folder = str(tmp_path_factory.mktemp("tfds"))
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = folder
-    data.get_dataset_info(config)
-    return folder
+def data_dir(quick_data_dir) -> str:
+    """The quick demo's data, built once before any process starts (two processes must not
+    build it at the same time)."""
+    return quick_data_dir
 
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
