@@ -51,6 +51,7 @@ def test_save_refuses_a_non_finite_state(trained, tmp_path, quick_run_config):
     assert not any(p.name.startswith("7") for p in (tmp_path / "checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_is_skipped_and_training_resumes(
     run_copy, caplog, quick_run_config
 ):
@@ -124,6 +125,7 @@ def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(
         run_folder.restore_run(quick_run_config(), workdir)
 
 
+@pytest.mark.slow
 def test_a_failed_save_stops_at_once_with_one_clear_line(quick_data_dir, tmp_path):
     """`checkpoints/` read-only: the command exits non-zero at the first save, saying which
     checkpoint could not be written where and why, without hanging at exit."""

@@ -205,6 +205,7 @@ def test_cli_evaluate_encode_search(quick_run_copy, tmp_path, capsys):
     np.testing.assert_array_equal(found["distances"], want_d)
 
 
+@pytest.mark.slow
 def test_cli_train_and_python_m(quick_data_dir, tmp_path, capsys):
     """`jaxhash train --config configs/demo.py:quick --set ...` trains and prints the report;
     `python -m jaxhash --help` lists the commands."""

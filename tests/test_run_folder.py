@@ -61,6 +61,7 @@ def test_inputs_round_trip_and_refuse_another_format(trained):
         RunInputs.from_json({**saved, "format": 99})
 
 
+@pytest.mark.slow
 def test_evaluation_restores_no_optimiser_state(trained, run_copy):
     """A checkpoint holding no optimiser state at all opens and evaluates (orbax reads only
     the step, parameters and batch statistics); training cannot resume it and takes the

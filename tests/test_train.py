@@ -62,6 +62,7 @@ def uninterrupted(data_dir, tmp_path_factory):
     return workdir, state, report, len(built), reads
 
 
+@pytest.mark.slow
 def test_report(uninterrupted):
     """One report.json per evaluation, one schema, the step in it: metrics with the tie rule,
     the random baseline, config and wall time."""
@@ -91,12 +92,14 @@ def test_report(uninterrupted):
     assert [r["step"] for r in rows if "eval/mAP@50" in r] == [3]
 
 
+@pytest.mark.slow
 def test_one_evaluator_per_run(uninterrupted):
     """run() builds one Evaluator for both evaluations (that it compiles its encoder once:
     tests/evaluation/test_evaluator.py)."""
     assert uninterrupted[3] == 1
 
 
+@pytest.mark.slow
 def test_the_host_reads_the_steps_only_at_log_checkpoint_and_eval_steps(uninterrupted):
     """Every step's finite flag is read once, several steps per read: at the log steps (2, 4,
     6), the checkpoint steps (3, 6; orbax may add the first step of a fresh run) and the
@@ -128,6 +131,7 @@ def test_a_non_finite_step_is_named_when_read_later():
         train._check_finite([(4, ok), (5, bad), (6, bad)], Manager())
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, monkeypatch):
     """Killed after step 4 (checkpoint at 3), the rerun resumes and ends bit-identical; each
     checkpoint holds the config it was trained with."""
@@ -157,6 +161,7 @@ def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, mo
         np.testing.assert_array_equal(resumed, full)
 
 
+@pytest.mark.slow
 def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(uninterrupted, data_dir, tmp_path):
     """time_limit_s=0: one step, a checkpoint, no report; the rerun ends bit-identical."""
     state, report = train.run(_quick(data_dir), tmp_path, progress=False, time_limit_s=0.0)
@@ -168,6 +173,7 @@ def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(uninterrupted, 
         np.testing.assert_array_equal(resumed, full)
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, tmp_path):
     """The loss per step on a 4-device mesh equals the 1-device one (global batch)."""
     if len(jax.devices()) < 4:
@@ -200,6 +206,7 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     np.testing.assert_allclose([a[s] for s in steps], [b[s] for s in steps], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
     config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
@@ -219,6 +226,7 @@ def _checkpoint_steps(workdir) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow
 def test_an_overflowing_update_is_not_applied_nor_saved(data_dir, tmp_path):
     """A learning rate that makes the parameters infinite from a finite gradient: the step is
     not applied, the run stops naming it and the tree, and no checkpoint is written."""
@@ -229,6 +237,7 @@ def test_an_overflowing_update_is_not_applied_nor_saved(data_dir, tmp_path):
     assert _checkpoint_steps(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, capsys):
     """Resumed at a huge learning rate, step 3's update keeps the parameters finite but their
     outputs overflow at step 4: checkpoint 4 is deleted, the message names step 3 as the last
@@ -249,6 +258,7 @@ def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, cap
     assert np.isfinite(report["metrics"]["mAP@50"])
 
 
+@pytest.mark.slow
 def test_a_rerun_with_another_config_stops_before_training(uninterrupted, data_dir):
     """Another loss weight stops the rerun naming the key (old -> new) and the ways on; a
     longer run or other evaluation settings are no change; a model of other shapes cannot
@@ -265,6 +275,7 @@ def test_a_rerun_with_another_config_stops_before_training(uninterrupted, data_d
     assert _checkpoint_steps(workdir)[-1] == 6
 
 
+@pytest.mark.slow
 def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(data_dir, tmp_path):
     """A fresh run sets the whitening stem from the first training images; the frozen kernel is
     the same after training and in the checkpoint, and reopening the run reads no training
@@ -324,6 +335,7 @@ def test_per_device_kl_alone():
         assert value != float(binary_kl_loss(codes, jax.random.key(2), form="wkv"))
 
 
+@pytest.mark.slow
 def test_caption_data_trains_and_evaluates_by_caption_similarity(tmp_path):
     """Captions: similarity + KL only (no classes), evaluated with graded caption relevance."""
     pytest.importorskip("tokenizers", reason="optional extra 'text' is not installed")

@@ -28,6 +28,7 @@ with workdir_lock(sys.argv[1]):
 """
 
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_and_a_dead_holders_lock_taken_over(tmp_path, quick_data_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     holder = subprocess.Popen(

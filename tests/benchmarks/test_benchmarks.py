@@ -20,6 +20,7 @@ def test_device_slug():
     assert common.device_slug("TPU v5 lite") == "tpu-v5-lite"
 
 
+@pytest.mark.slow
 def test_suite_quick_runs_every_benchmark(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
@@ -64,6 +65,7 @@ def test_fit_exponent_recovers_power_laws():
     assert scaling.fit_exponent(sizes, times, fit_from=4096) is None  # one point: no fit
 
 
+@pytest.mark.slow
 def test_scaling_quick_study(tmp_path):
     out = tmp_path / "scaling.json"
     scaling.main(["--quick", "--skip", "devices", "--out", str(out)])

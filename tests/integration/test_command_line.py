@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # fresh processes that import jaxhash and train
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = f"{ROOT / 'configs' / 'demo.py'}:quick"
 

@@ -23,6 +23,8 @@ import pytest
 from jaxhash import config as config_lib
 from jaxhash import model_eval, parallel, run_folder, train
 
+pytestmark = pytest.mark.slow  # fresh processes that import jaxhash and train
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh processes that import jaxhash and train
+
 nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra")
 

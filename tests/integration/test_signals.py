@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh processes that import jaxhash and train
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "configs" / "demo.py") + ":quick"
 STOPPED = re.compile(r"jaxhash: stopped by (SIG\w+) at step (\d+): checkpoint \2 saved in (\S+);")

@@ -9,6 +9,7 @@ from jaxhash import methods
 from studies import reproduce_cifar100 as study
 
 
+@pytest.mark.slow
 def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
     npz = cifar_sample  # 5 train + 6 test images per class
     out = tmp_path / "study.json"
@@ -47,6 +48,7 @@ def test_reproduction_row_on_the_subset(tmp_path, cifar_sample):
         assert name in row["train_log"], name
 
 
+@pytest.mark.slow
 def test_a_fast_recipe_row_with_text_targets_is_scored_by_both_relevances(tmp_path, cifar_sample):
     """The fast recipe's row with class-description targets: trained, then scored with the
     WordNet similarity and again with the class-description similarity as graded relevance."""
