@@ -3,7 +3,8 @@
 Convention: ``jaxhash/<module>.py`` is tested in ``tests/test_<module>.py``;
 ``jaxhash/<package>/<module>.py`` in ``tests/<package>/test_<module>.py`` (or
 ``test_<package>_<module>.py`` where that basename is taken elsewhere); a package's
-``__init__.py`` in ``tests/<package>/test_<package>.py``. A file may be split by topic:
+``__init__.py`` in ``tests/<package>/test_<package>.py`` (or ``tests/test_<package>.py``, where
+the package was a module before). A file may be split by topic:
 ``test_<module>_<topic>.py`` counts for ``<module>``. Tests that span modules (fresh
 processes, the notebook, several hosts) live in ``tests/integration/``.
 
@@ -91,16 +92,18 @@ def _test_files() -> list[Path]:
 
 def _mirrors(module: str) -> list[Path]:
     """The test files that count for ``module`` (see the module docstring)."""
-    parts = module.split(".")[1:]
-    *folders, name = parts
+    *folders, name = module.split(".")[1:]
+    places = []  # (folder, stems)
     if name == "__init__":
         if not folders:
             return []
         name = folders[-1]
+        places.append((TESTS.joinpath(*folders[:-1]), {f"test_{name}"}))  # was a module
     stems = {f"test_{name}"} | ({f"test_{folders[-1]}_{name}"} if folders else set())
-    folder = TESTS.joinpath(*folders)
+    places.append((TESTS.joinpath(*folders), stems))
     return [
         path
+        for folder, stems in places
         for path in sorted(folder.glob("test_*.py"))
         if any(path.stem == stem or path.stem.startswith(stem + "_") for stem in stems)
     ]
@@ -161,7 +164,7 @@ def test_test_files_import_as_top_level_modules():
     seen: dict[str, Path] = {}
     clashes = []
     for path in sorted(TESTS.rglob("*.py")):
-        if path.name == "conftest.py" and path.parent == TESTS:
+        if path.name == "conftest.py":  # pytest imports each conftest.py on its own
             continue
         if path.name in seen:
             clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
