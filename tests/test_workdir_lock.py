@@ -1,5 +1,5 @@
 """One training per run folder: a second trainer names the lock's holder; a dead holder's
-lock is taken over."""
+lock is taken over; a released lock is free again."""
 
 from __future__ import annotations
 
@@ -53,5 +53,22 @@ def test_a_second_trainer_is_refused_and_a_dead_holders_lock_taken_over(tmp_path
         holder.kill()  # dies holding the lock: its file still names it
         holder.wait(timeout=60)
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder.pid
+    with workdir_lock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_a_held_lock_refuses_a_second_holder_and_is_released(tmp_path):
+    """In one process: a second open of a held lock is refused, naming the holder; the lock
+    is free again after the block (``run_lock`` on one process is the same lock)."""
+    from jaxhash.workdir_lock import run_lock
+
+    host = re.escape(socket.gethostname())
+    with run_lock(tmp_path):
+        holder = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(WorkdirLockedError, match=rf"\(pid {os.getpid()} on host {host} "):
+            with workdir_lock(tmp_path):
+                pass
+    assert (tmp_path / LOCK_NAME).read_text() == ""  # released: the file stays, emptied
     with workdir_lock(tmp_path):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
