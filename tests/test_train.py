@@ -14,20 +14,6 @@ from jaxhash import config as config_lib
 from jaxhash.evaluation import Evaluator, report_dir
 
 
-@pytest.fixture(scope="module")
-def data_dir(quick_data_dir):
-    """The session's TFDS folder: the quick synthetic data set is built once."""
-    return quick_data_dir
-
-
-def _quick(data_dir, **changes):
-    config = config_lib.demo_config("quick")
-    config.data.data_dir = data_dir
-    for key, value in changes.items():
-        config_lib.apply_overrides(config, [f"{key}={value!r}"])
-    return config
-
-
 def _params(state):
     return jax.tree_util.tree_leaves(jax.device_get(state.params))
 
@@ -38,7 +24,7 @@ def _losses(workdir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory):
+def uninterrupted(quick_config, tmp_path_factory):
     """The quick demo with an evaluation at step 3 and one at the end (step 6)."""
     workdir = tmp_path_factory.mktemp("full")
     built = []
@@ -58,7 +44,7 @@ def uninterrupted(data_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train, "Evaluator", CountedEvaluator)
         patch.setattr(train, "_check_finite", counted_check)
-        state, report = train.run(_quick(data_dir, **{"eval.every": 3}), workdir, progress=False)
+        state, report = train.run(quick_config(**{"eval.every": 3}), workdir, progress=False)
     return workdir, state, report, len(built), reads
 
 
@@ -132,7 +118,7 @@ def test_a_non_finite_step_is_named_when_read_later():
 
 
 @pytest.mark.slow
-def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, monkeypatch):
+def test_resume_gives_identical_parameters(uninterrupted, quick_config, tmp_path, monkeypatch):
     """Killed after step 4 (checkpoint at 3), the rerun resumes and ends bit-identical; each
     checkpoint holds the config it was trained with."""
     real_step = train.make_train_step
@@ -151,10 +137,10 @@ def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, mo
 
     monkeypatch.setattr(train, "make_train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_quick(data_dir, **{"eval.at_end": False}), tmp_path, progress=False)
+        train.run(quick_config(**{"eval.at_end": False}), tmp_path, progress=False)
     monkeypatch.setattr(train, "make_train_step", real_step)
     assert checkpoints.saved_config(tmp_path).train.steps == 6
-    state, _ = train.run(_quick(data_dir, **{"eval.at_end": False}), tmp_path, progress=False)
+    state, _ = train.run(quick_config(**{"eval.at_end": False}), tmp_path, progress=False)
     assert int(state.step) == 6
     assert not (tmp_path / "config.json").exists()
     for resumed, full in zip(_params(state), _params(uninterrupted[1]), strict=True):
@@ -162,19 +148,21 @@ def test_resume_gives_identical_parameters(uninterrupted, data_dir, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(uninterrupted, data_dir, tmp_path):
+def test_time_limit_stops_with_a_checkpoint_and_a_rerun_finishes(
+    uninterrupted, quick_config, tmp_path
+):
     """time_limit_s=0: one step, a checkpoint, no report; the rerun ends bit-identical."""
-    state, report = train.run(_quick(data_dir), tmp_path, progress=False, time_limit_s=0.0)
+    state, report = train.run(quick_config(), tmp_path, progress=False, time_limit_s=0.0)
     assert int(state.step) == 1 and report is None
     assert not list(tmp_path.rglob("report.json"))
-    state, report = train.run(_quick(data_dir), tmp_path, progress=False)
+    state, report = train.run(quick_config(), tmp_path, progress=False)
     assert int(state.step) == 6 and report["metrics"] == uninterrupted[2]["metrics"]
     for resumed, full in zip(_params(state), _params(uninterrupted[1]), strict=True):
         np.testing.assert_array_equal(resumed, full)
 
 
 @pytest.mark.slow
-def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, tmp_path):
+def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, quick_config, tmp_path):
     """The loss per step on a 4-device mesh equals the 1-device one (global batch)."""
     if len(jax.devices()) < 4:
         pytest.skip("needs 4 devices")
@@ -185,14 +173,14 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
     changes = {"eval.at_end": False, "loss.kl_form": "wkv", "loss.w_kl": 0.1}
     one = tmp_path / "one"
     train.run(
-        _quick(data_dir, **changes),
+        quick_config(**changes),
         one,
         progress=False,
         mesh=parallel.make_mesh(jax.devices()[:1]),
     )
     four = tmp_path / "four"
     train.run(
-        _quick(data_dir, **changes),
+        quick_config(**changes),
         four,
         progress=False,
         mesh=parallel.make_mesh(jax.devices()[:4]),
@@ -207,9 +195,11 @@ def test_one_and_four_devices_give_the_same_trajectory(uninterrupted, data_dir, 
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    quick_config, tmp_path, monkeypatch
+):
     """A NaN loss term stops the run naming the step; no checkpoint holds NaN."""
-    config = _quick(data_dir, **{"eval.at_end": False, "loss.w_quant": 1.0})
+    config = quick_config(**{"eval.at_end": False, "loss.w_quant": 1.0})
     # hashing_loss looks the term up in its own module, jaxhash.losses.total.
     monkeypatch.setattr(losses.total, "quantization_loss", lambda codes, **_: jnp.float32(jnp.nan))
     with pytest.raises(train.NonFiniteLossError, match=r"step 0: non-finite .*loss"):
@@ -227,31 +217,31 @@ def _checkpoint_steps(workdir) -> list[int]:
 
 
 @pytest.mark.slow
-def test_an_overflowing_update_is_not_applied_nor_saved(data_dir, tmp_path):
+def test_an_overflowing_update_is_not_applied_nor_saved(quick_config, tmp_path):
     """A learning rate that makes the parameters infinite from a finite gradient: the step is
     not applied, the run stops naming it and the tree, and no checkpoint is written."""
     changes = {"eval.at_end": False, "optim.learning_rate": 1e38, "optim.warmup_steps": 0}
     changes |= {"train.checkpoint_every": 1, "train.steps": 4}
     with pytest.raises(train.NonFiniteLossError, match=r"step 0: the update made params"):
-        train.run(_quick(data_dir, **changes), tmp_path, progress=False)
+        train.run(quick_config(**changes), tmp_path, progress=False)
     assert _checkpoint_steps(tmp_path) == []
 
 
 @pytest.mark.slow
-def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, capsys):
+def test_a_checkpoint_whose_model_outputs_nan_is_deleted(quick_config, tmp_path, capsys):
     """Resumed at a huge learning rate, step 3's update keeps the parameters finite but their
     outputs overflow at step 4: checkpoint 4 is deleted, the message names step 3 as the last
     good one, and `jaxhash evaluate` works on the folder."""
     from jaxhash import cli
 
     changes = {"eval.at_end": False, "train.checkpoint_every": 1, "train.keep_checkpoints": 3}
-    train.run(_quick(data_dir, **changes, **{"train.steps": 3}), tmp_path, progress=False)
+    train.run(quick_config(**changes, **{"train.steps": 3}), tmp_path, progress=False)
     changes |= {"optim.learning_rate": 1e30, "optim.warmup_steps": 0}
     with pytest.raises(
         train.NonFiniteLossError,
         match=r"step 4: non-finite .*loss.*Checkpoint 4 was deleted.* good checkpoint is step 3",
     ):
-        train.run(_quick(data_dir, **changes), tmp_path, progress=False, allow_config_change=True)
+        train.run(quick_config(**changes), tmp_path, progress=False, allow_config_change=True)
     assert _checkpoint_steps(tmp_path) == [2, 3]
     cli.main(["evaluate", "--workdir", str(tmp_path)])
     report = json.loads((report_dir(tmp_path, 3) / "report.json").read_text())
@@ -259,15 +249,15 @@ def test_a_checkpoint_whose_model_outputs_nan_is_deleted(data_dir, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_a_rerun_with_another_config_stops_before_training(uninterrupted, data_dir):
+def test_a_rerun_with_another_config_stops_before_training(uninterrupted, quick_config):
     """Another loss weight stops the rerun naming the key (old -> new) and the ways on; a
     longer run or other evaluation settings are no change; a model of other shapes cannot
     resume even when changes are allowed."""
     workdir = uninterrupted[0]
-    changed = _quick(data_dir, **{"loss.w_sim": 1.0, "train.steps": 8, "eval.map_k": 5})
+    changed = quick_config(**{"loss.w_sim": 1.0, "train.steps": 8, "eval.map_k": 5})
     with pytest.raises(train.ConfigChangedError, match=r"\(loss.w_sim: 3.0 -> 1.0\).*--workdir"):
         train.run(changed, workdir, progress=False)
-    bits = _quick(data_dir, **{"model.bits": 8})
+    bits = quick_config(**{"model.bits": 8})
     with pytest.raises(train.ConfigChangedError, match=r"model.bits: 16 -> 8.*allow-config-change"):
         train.run(bits, workdir, progress=False)
     with pytest.raises(checkpoints.IncompatibleCheckpointError, match=r"model.bits.*--workdir"):
@@ -276,13 +266,13 @@ def test_a_rerun_with_another_config_stops_before_training(uninterrupted, data_d
 
 
 @pytest.mark.slow
-def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(data_dir, tmp_path):
+def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(quick_config, tmp_path):
     """A fresh run sets the whitening stem from the first training images; the frozen kernel is
     the same after training and in the checkpoint, and reopening the run reads no training
     data to get it."""
     from jaxhash import data, models
 
-    config = _quick(data_dir)
+    config = quick_config()
     fast = {
         "model.name": "fast_cnn",
         "model.width": 0,
