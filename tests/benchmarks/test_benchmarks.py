@@ -49,6 +49,7 @@ def test_suite_quick_runs_every_benchmark(tmp_path):
         assert any("median_ms" in r for r in by_module[name]), name
 
 
+@pytest.mark.slow
 def test_suite_reports_a_failing_benchmark(tmp_path, monkeypatch):
     monkeypatch.setitem(suite.SUITE, "losses", ((), {"quick": ["--no-such-flag"]}))
     code = suite.main(["--quick", "--only", "losses", "--out", str(tmp_path)])
@@ -80,6 +81,7 @@ def test_scaling_quick_study(tmp_path):
     assert "| batch | hashing_loss |" in scaling.table(result)
 
 
+@pytest.mark.slow
 def test_search_scale_quick_rows():
     rows = search_scale.main(["--quick", "--kinds", "clustered"])
     by_impl = {}

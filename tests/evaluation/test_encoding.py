@@ -25,6 +25,7 @@ def _batches(x, sizes, masks=False):
         yield {"image": batch, "mask": mask}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_mesh", [False, True])
 def test_encode_keeps_every_example_once(use_mesh, mesh4):
     mesh = mesh4 if use_mesh else None

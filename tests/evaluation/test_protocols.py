@@ -21,6 +21,7 @@ def _data(seed=0, n=150, bits=16, classes=5):
     return codes, labels, sim
 
 
+@pytest.mark.slow
 def test_database_is_query_report_and_plots(tmp_path):
     codes, labels, sim = _data()
     report = evaluate.evaluate(
@@ -62,6 +63,7 @@ def test_database_is_query_report_and_plots(tmp_path):
         assert_png(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_query_database_and_zero_shot():
     codes, labels, _ = _data(1)
     queries, q_labels, _ = _data(1, n=40)
@@ -92,6 +94,7 @@ def test_query_database_and_zero_shot():
     )
 
 
+@pytest.mark.slow
 def test_cut_offs_above_the_database_are_lowered():
     codes, labels, sim = _data(2, n=30)
     report = evaluate.evaluate_codes(

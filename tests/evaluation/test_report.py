@@ -1,8 +1,13 @@
-"""jaxhash.evaluation.report: the plots label their rows and say the code length and protocol."""
+"""jaxhash.evaluation.report: the report folder, report.json with its pictures listed, and
+plots that label their rows and say the code length and protocol."""
+
+import json
 
 import numpy as np
+import pytest
 
 from jaxhash import evaluate
+from jaxhash.evaluation import report_dir, write_report
 
 
 def _data(seed=0, n=150, bits=16, classes=5):
@@ -17,6 +22,7 @@ def _data(seed=0, n=150, bits=16, classes=5):
     return codes, labels, sim
 
 
+@pytest.mark.slow
 def test_plots_label_the_rows(tmp_path, monkeypatch):
     """The curves carry readable legend names (codes, random codes, real-valued) and a title
     with the code length and the protocol."""
@@ -48,3 +54,23 @@ def test_plots_label_the_rows(tmp_path, monkeypatch):
     for ax in (pr, hp):
         assert ax.get_xlabel() and ax.get_ylabel()
         assert "16 bits, database is query" in ax.get_title()
+
+
+def test_write_report_saves_the_json_and_lists_its_pictures(tmp_path):
+    """Only the curves the report holds are drawn; report.json is the report with "plots";
+    a NaN is refused rather than written as invalid JSON."""
+    assert report_dir(tmp_path, 7) == tmp_path / "eval" / "step_7"
+    report = {
+        "protocol": "database_is_query",
+        "code_length": 16,
+        "num_queries": 10,
+        "num_database": 10,
+        "rows": {"hamming": {"summary": {"mAHP@3": 0.5}, "curves": {"hp_at_k": [1.0, 0.5, 0.5]}}},
+    }
+    paths = write_report(report, report_dir(tmp_path, 7))
+    assert sorted(paths) == ["hp_at_k", "report"] and report["plots"] == ["hp_at_k.png"]
+    assert json.loads((report_dir(tmp_path, 7) / "report.json").read_text()) == report
+    assert (report_dir(tmp_path, 7) / "hp_at_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report["rows"]["hamming"]["summary"]["mAHP@3"] = float("nan")
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_report(report, tmp_path / "nan")

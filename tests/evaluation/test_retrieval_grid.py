@@ -4,6 +4,7 @@ nearest-neighbour order it shows."""
 import json
 
 import numpy as np
+import pytest
 
 from jaxhash import evaluate
 
@@ -26,6 +27,7 @@ def assert_png(path, min_bytes=5_000):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
 
 
+@pytest.mark.slow
 def test_retrieval_grid_written_and_listed(tmp_path):
     from jaxhash import retrieval_grid
 

@@ -43,6 +43,7 @@ def test_tile_minima_kernel_matches_xla(variant, num_words):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want).astype(np.int32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exclude_self", [False, True])
 @pytest.mark.parametrize("num_bytes", [8, 3])
 def test_hamming_topk_pallas_matches_xla(exclude_self, num_bytes):

@@ -19,6 +19,7 @@ def _integer_points(seed, n, d):
     return jnp.asarray(np.random.default_rng(seed).integers(-2, 3, (n, d)), jnp.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("k", [1, 3])
 def test_kth_neighbor_kernel_matches_xla_with_ties(variant, k):
@@ -42,6 +43,7 @@ def test_kth_neighbor_kernel_matches_xla_with_ties(variant, k):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_kth_neighbor_pallas_impl_matches_xla(k):
     """impl="pallas" through jaxhash.knn: same indices and distances as impl="xla", with

@@ -62,6 +62,7 @@ def _invalid_cases():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("term", ["sim", "ce", "quant", "balance", *losses.KL_FORMS])
 def test_all_masked_batch_is_an_error_or_nan_under_jit(term):
     """A batch with no valid row: ValueError for a concrete mask, NaN (never a number) traced."""

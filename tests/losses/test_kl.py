@@ -99,6 +99,7 @@ def test_knn_kl_gaussian_closed_form():
     assert abs(est - gauss_kl(mu, s)) < 0.15 * gauss_kl(mu, s)
 
 
+@pytest.mark.slow
 def test_knn_kl_gaussian_error_shrinks():
     """The mean absolute error over seeds is smaller at n=16000 than at n=1000."""
     mu, s = np.full(4, 1.0), 1.0
@@ -157,6 +158,7 @@ def test_knn_kl_bad_inputs(n, m, dx, dy, k, name):
         knn_kl_divergence(x, y, k=k)
 
 
+@pytest.mark.slow
 def test_binary_kl_loss_is_kl_to_rademacher():
     """The "wkv" form = knn_kl_divergence to rademacher samples; num_targets defaults to n."""
     codes = _codes(60, 40, 8)
@@ -181,6 +183,7 @@ def test_binary_kl_loss_is_kl_to_rademacher():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", losses.KL_FORMS)
 def test_binary_kl_loss_prefers_spread_binary_codes(form):
     """Codes near distinct hypercube corners score lower than codes collapsed near one point."""
@@ -221,6 +224,7 @@ def test_knn_kl_sharded(mesh4):
     _check_sharded(mesh4, fn, (x, y, mask), (P("data"),) * 3, argnums=(0, 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", losses.KL_FORMS)
 def test_binary_kl_loss_sharded(mesh4, form):
     """Every KL form over 4 devices equals one device (wkv: num_targets defaults to 32, not 8)."""

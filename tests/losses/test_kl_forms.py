@@ -170,6 +170,7 @@ def test_sphere_is_wkv_on_projected_outputs_per_bit():
 # ----------------------------------------------------------------------------- gradients
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["marginal", "corner", "smoothed_prior"])
 def test_forms_check_grads_float64(form):
     """Reverse-mode gradients match finite differences (no ties: ranks and neighbours fixed)."""
@@ -193,6 +194,7 @@ def _corner_like(seed, n=256, dim=64):
     return (signs * (1.0 + np.abs(0.3 * rng.standard_normal((n, dim))))).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", losses.SCALE_SAFE_KL_FORMS)
 @pytest.mark.parametrize("exact", [False, True], ids=["beyond", "at-corners"])
 def test_well_posed_forms_are_not_lowered_by_inflating(form, exact):

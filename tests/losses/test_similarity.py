@@ -157,6 +157,7 @@ def test_relaxed_hamming_bf16():
     np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 @pytest.mark.parametrize("power", [1, 2, 1.5])
 @pytest.mark.parametrize("normalize", NORMALIZE)
@@ -180,6 +181,7 @@ def test_similarity_loss_matches_oracle(normalize, power, masked):
         np.testing.assert_allclose(float(got), want, rtol=1e-4, err_msg=form)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("normalize", "power"), [("mean", 2), ("mean", 1), ("row", 2), ("row", 1.5), ("none", 1.5)]
 )
@@ -201,6 +203,7 @@ def test_similarity_loss_gradient(normalize, power):
     assert np.all(np.asarray(got)[~mask] == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalize", ["mean", "none"])
 def test_similarity_loss_power_below_one(normalize):
     """The contract allows any power > 0: power 0.5 matches the oracle with a finite gradient.
@@ -222,6 +225,7 @@ def test_similarity_loss_power_below_one(normalize):
     assert np.all(np.isfinite(np.asarray(g)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalize", ["mean", "row"])
 def test_similarity_loss_check_grads_float64(normalize):
     """check_grads (first order, reverse mode) on the library in float64."""
