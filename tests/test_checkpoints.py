@@ -39,6 +39,7 @@ def _truncate_data(workdir: Path, step: int) -> None:
         os.truncate(path, path.stat().st_size // 2)
 
 
+@pytest.mark.slow
 def test_save_refuses_a_non_finite_state(trained, tmp_path, quick_run_config):
     """A state with a NaN leaf is refused, naming the tree; nothing is written."""
     workdir, _ = trained
@@ -99,6 +100,7 @@ def test_a_changed_byte_is_caught_by_the_checksums_even_where_it_would_decode(
     assert run_folder.restore_run(quick_run_config(), workdir).restored_step == 3
 
 
+@pytest.mark.slow
 def test_a_non_finite_checkpoint_is_skipped_and_none_good_is_an_error(
     run_copy, caplog, quick_run_config
 ):

@@ -170,6 +170,7 @@ def test_results_table():
     ]
 
 
+@pytest.mark.slow
 def test_cli_evaluate_encode_search(quick_run_copy, tmp_path, capsys):
     """evaluate, encode and search run on the trained run folder."""
     from jaxhash import retrieval

@@ -42,6 +42,7 @@ def _images(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_index_and_query_from_the_command_line(
     run_dir, encoder, tmp_path, capsys, caplog, monkeypatch
 ):

@@ -39,6 +39,7 @@ def _leaves(tree):
     return jax.tree_util.tree_leaves(jax.device_get(tree))
 
 
+@pytest.mark.slow
 def test_an_opened_run_encodes_as_the_trained_state(trained):
     """open_run gives the newest checkpoint's parameters and batch statistics, the saved
     inputs (those of the data set) and the same z as the whole restored state."""
@@ -95,6 +96,7 @@ def _images(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_index_and_query_need_no_training_data(trained, tmp_path, monkeypatch):
     """With the data sets out of reach (opening one fails), a folder of files is indexed and
     queried with the run (``jaxhash index`` / ``query``), from what its checkpoints saved."""
@@ -116,6 +118,7 @@ def test_index_and_query_need_no_training_data(trained, tmp_path, monkeypatch):
     assert folder / "img1.png" in same
 
 
+@pytest.mark.slow
 def test_a_run_without_saved_inputs_opens_through_its_data_set(trained, run_copy, caplog):
     """Checkpoints of an earlier jaxhash (no ``inputs`` item, none in their checksums) open as
     before, the inputs read from the data set, with the same codes."""

@@ -128,6 +128,7 @@ def _json(url, method, path, body=None, headers=None):
     return status, json.loads(data)
 
 
+@pytest.mark.slow
 def test_scan_search_is_hamming_topk():
     """The server's search equals retrieval.hamming_topk: widths of 1 to 9 bytes, many ties."""
     rng = np.random.default_rng(0)
@@ -144,6 +145,7 @@ def test_scan_search_is_hamming_topk():
         index_search.ScanSearch(codes[:300, :1])(codes[0, :1], 301)
 
 
+@pytest.mark.slow
 def test_search_and_neighbors_answer_the_index(indexed, server, caplog):
     encoder, index, _ = indexed
     status, info = _json(server, "GET", "/api/info")
@@ -273,6 +275,7 @@ def test_serve_command_passes_its_flags(monkeypatch):
     assert kw["limits"] == serve.Limits(max_upload_bytes=2**20, max_k=20)
 
 
+@pytest.mark.slow
 def test_page_in_a_headless_browser(indexed, server, tmp_path):
     """Load the page, upload an indexed image, see the grid, click a result: its neighbours."""
     reason = tool.browser_missing()

@@ -302,6 +302,7 @@ def test_the_fast_recipe_trains_with_a_frozen_stem_whitened_from_the_data(quick_
     np.testing.assert_array_equal(restored.params["backbone"]["whiten"]["kernel"], kernel)
 
 
+@pytest.mark.slow
 def test_per_device_kl_alone():
     """knn='per_device' works as the only term: on one device it is the KL estimate with the
     device's folded key, and the global option uses the step key itself."""

@@ -21,6 +21,7 @@ def _problem(seed, n=240, bits=16, classes=6, queries=None):
     return q, database, q_labels, db_labels, sim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ties", metrics.TIES)
 @pytest.mark.parametrize("exclude_self, bits, multi", [(True, 8, False), (False, 300, True)])
 def test_counting_rank_equals_the_search(mesh4, ties, exclude_self, bits, multi):
