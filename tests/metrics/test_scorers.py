@@ -94,6 +94,7 @@ def test_packed_and_real_codes_agree():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ranking", ["euclidean", "cosine"])
 def test_real_valued_rankings(ranking):
     q, db, ql, dl, sim = _problem(4, queries=30)

@@ -74,6 +74,7 @@ def _problem(seed, n=240, bits=16, classes=6, queries=None):
     return q, database, q_labels, db_labels, sim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_map_mahp_precision_match_oracle(exclude_self):
     q, db, ql, dl, sim = _problem(0, queries=None if exclude_self else 50)

@@ -88,6 +88,7 @@ def test_random_ties_are_stable_over_the_seeded_order():
         assert got == pytest.approx(_oracle_mahp(q, db, ql, dl, sim, 50, True, order), abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(2))
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_expected_ties_equal_the_average_over_all_orders(trial, exclude_self):
@@ -118,6 +119,7 @@ def test_expected_ties_equal_the_average_over_all_orders(trial, exclude_self):
             assert got == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_expected_ap_on_large_tie_groups():
     """One group of 20,000 tied items (hypergeometric terms far from a float32 binomial's range):
     by symmetry E[AP@k] for one relevant in n is E[1/position]."""
