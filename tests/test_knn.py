@@ -82,6 +82,7 @@ def test_points_mask(exclude_self):
     np.testing.assert_allclose(np.asarray(d2), want_d2, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 5])
 def test_many_points(k):
     """P = 600 (not a multiple of any tile width), with exclude_self and mask, and without."""

@@ -13,6 +13,7 @@ from jaxhash import models
 from jaxhash.models import create_model, init_variables, load_backbone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "stem", "shape"),
     [
@@ -33,6 +34,7 @@ def test_outputs(name, stem, shape):
     assert set(updates) == {"batch_stats"} and np.isfinite(out["z"]).all()
 
 
+@pytest.mark.slow
 def test_initialiser_compile_options_keep_the_draws_and_fall_back(monkeypatch):
     """Variables compiled with INIT_COMPILER_OPTIONS equal the default build's up to rounding
     (at most 4 float32 ulp measured; 8 allowed); a backend that rejects the options gets the
@@ -51,6 +53,7 @@ def test_initialiser_compile_options_keep_the_draws_and_fall_back(monkeypatch):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_tanh_head_bf16_and_no_classifier():
     """tanh codes lie in [-1, 1]; bf16 compute keeps float32 params and outputs."""
     model = create_model("small_cnn", 8, 0, width=4, hash_activation="tanh", dtype=jnp.bfloat16)

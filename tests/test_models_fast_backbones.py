@@ -62,6 +62,7 @@ def test_identity_conv_init_is_a_dirac_on_the_first_channels():
     assert np.abs(kernel[:, :, :, 4:]).sum() > 0  # the extra filters keep their random draws
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "widths", "features"), [("fast_cnn", (8, 16, 24), 24), ("fast_resnet", (8, 8, 16), 16)]
 )
@@ -112,6 +113,7 @@ def test_width_errors_name_the_field():
         models.create_model("small_cnn", 8, widths=(8, 8, 8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(31, 31), (16, 15), (2, 2)])
 def test_max_pool_2x2_equals_flax_valid_pooling_with_its_gradient(size):
     """Same values as ``nn.max_pool`` (odd edges dropped); without ties, the same gradient."""

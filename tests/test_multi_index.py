@@ -51,6 +51,7 @@ def test_search_equals_brute_force(kind, impl):
         assert d.dtype == i.dtype == np.int32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", IMPLS)
 def test_exclude_self_equals_hamming_topk(impl):
     database = _codes(np.random.default_rng(9), "duplicates", 500, 8)

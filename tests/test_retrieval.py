@@ -47,6 +47,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_hamming_topk_matches_brute_force(case):
     num_q, rows, num_bytes, levels, k, exclude_self, selection, block = case
@@ -75,6 +76,7 @@ def test_exclude_self_with_duplicates():
     assert not np.asarray(dist).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_sharded_equals_single_device(mesh4, exclude_self):
     rng = np.random.default_rng(7)
@@ -91,6 +93,7 @@ def test_sharded_equals_single_device(mesh4, exclude_self):
         _assert_topk(single, _oracle_topk(queries, database, k, exclude_self))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_embedding_topk_matches_numpy(metric, mesh4):
     rng = np.random.default_rng(8)

@@ -242,6 +242,7 @@ def test_similarity_loss_check_grads_float64(normalize):
         check_grads(f, (codes,), order=1, modes=("rev",))
 
 
+@pytest.mark.slow
 def test_similarity_loss_detach_scale():
     """detach_scale keeps the value, changes the gradient to the one with mean(d) frozen."""
     n = 12
@@ -393,6 +394,7 @@ def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
     return v1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("form", "normalize", "power"),
     [

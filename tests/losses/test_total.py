@@ -138,6 +138,7 @@ def test_hashing_loss_default_weights_and_zero_weights():
     np.testing.assert_allclose(float(loss), float(quantization_loss(codes)), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("drop", "name"),
     [("logits", "logits"), ("labels", "labels"), ("targets", "targets"), ("key", "key")],
@@ -170,6 +171,7 @@ def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
     return v1
 
 
+@pytest.mark.slow
 def test_hashing_loss_sharded(mesh4):
     """hashing_loss (all five terms, dense targets) over 4 devices equals one device."""
     n = 32

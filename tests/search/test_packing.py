@@ -20,6 +20,7 @@ def _hamming(queries, database):
     return (q[:, None, :] != d[None, :, :]).sum(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [1, 7, 8, 9, 64, 65])
 def test_pack_codes_matches_np_packbits(bits):
     z = np.random.default_rng(bits).normal(size=(13, bits)).astype(np.float32)

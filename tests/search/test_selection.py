@@ -2,6 +2,7 @@
 large chunks give the brute-force top-k."""
 
 import numpy as np
+import pytest
 
 from jaxhash import retrieval
 
@@ -31,6 +32,7 @@ def _assert_topk(result, expected):
     np.testing.assert_array_equal(np.asarray(result[1]), expected[1])
 
 
+@pytest.mark.slow
 def test_block_sizes_and_selection_do_not_matter():
     rng = np.random.default_rng(5)
     database = _packed(rng, 3001, 4, 16)
