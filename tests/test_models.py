@@ -95,6 +95,7 @@ def test_resnet_sizes():
     assert count(create_model("resnet50", 64, 100)) == 23_637_988
 
 
+@pytest.mark.slow
 def test_load_backbone(tmp_path):
     """A backbone saved by orbax loads into a model with other heads; a mismatch is named."""
     import orbax.checkpoint as ocp

@@ -208,6 +208,7 @@ def test_well_posed_forms_are_not_lowered_by_inflating(form, exact):
     assert all(b >= a - 1e-5 * abs(a) - 1e-6 for a, b in itertools.pairwise(values)), values
 
 
+@pytest.mark.slow
 def test_literal_estimate_is_lowered_by_inflating():
     """The documented defect of the literal WKV estimate: on corner codes (K = 64, n = 256)
     scaling every output up by 2 lowers it by more than 10 nats, no output having moved."""

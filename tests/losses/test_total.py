@@ -110,6 +110,7 @@ def test_hashing_loss_is_weighted_sum():
     np.testing.assert_allclose(float(metrics["kl_log_rho"]), log_rho.mean(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hashing_loss_default_weights_and_zero_weights():
     """Default weights use ce+sim+kl; a zero-weight term needs no input and is not computed."""
     assert tuple(LossWeights()) == (1.0, 1.0, 1.0, 0.0, 0.0)

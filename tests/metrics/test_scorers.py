@@ -69,6 +69,7 @@ def _problem(seed, n=240, bits=16, classes=6, queries=None):
     return q, database, q_labels, db_labels, sim
 
 
+@pytest.mark.slow
 def test_multi_hot_labels():
     rng = np.random.default_rng(2)
     q, db, _, _, _ = _problem(2, queries=30)

@@ -97,6 +97,7 @@ def test_recall_at_k_matches_oracle():
     assert got == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_mistake_severity_matches_oracle():
     q, db, ql, dl, sim = _problem(7, queries=50)
     distance = 1.0 - sim
