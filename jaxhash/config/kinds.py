@@ -26,7 +26,7 @@ class Kind:
     check: Callable[[str, Any], Any]
 
 
-def fail(key: str, expected: str, value) -> None:
+def _fail(key: str, expected: str, value) -> None:
     """The one error of a value outside its kind: key, expectation, value and its type."""
     raise ValueError(
         f"config key {key!r} must be {expected}; got {value!r} ({type(value).__name__})."
@@ -37,7 +37,7 @@ def _optional_int(key, value):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        fail(key, "an int or None", value)
+        _fail(key, "an int or None", value)
     return int(value)
 
 
@@ -45,13 +45,13 @@ def _path(key, value):
     if value is None:
         return None
     if not isinstance(value, str | os.PathLike) or not str(value):
-        fail(key, "a non-empty string or None", value)
+        _fail(key, "a non-empty string or None", value)
     return os.fspath(value)
 
 
 def _optional_flag(key, value):
     if not isinstance(value, bool) and value is not None:
-        fail(key, "True, False or None (automatic)", value)
+        _fail(key, "True, False or None (automatic)", value)
     return value
 
 
@@ -59,22 +59,22 @@ def _numbers(key, value, length: int, optional: bool = False):
     if value is None and optional:
         return None
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != length:
-        fail(key, f"a sequence of {length} numbers" + (" or None" if optional else ""), value)
+        _fail(key, f"a sequence of {length} numbers" + (" or None" if optional else ""), value)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        fail(key, f"a sequence of {length} numbers", value)
+        _fail(key, f"a sequence of {length} numbers", value)
     return tuple(float(v) for v in value)
 
 
 def _positive_numbers(key, value):
     value = _numbers(key, value, 3, optional=True)
     if value is not None and min(value) <= 0:
-        fail(key, "three positive numbers", value)
+        _fail(key, "three positive numbers", value)
     return value
 
 
 def _names(key, value):
     if isinstance(value, str) or not isinstance(value, Sequence):
-        fail(key, "a list of class names", value)
+        _fail(key, "a list of class names", value)
     names = tuple(str(v) for v in value)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -87,13 +87,13 @@ def _class_subset(key, value):
         return value
     names = _names(key, value)
     if not names:
-        fail(key, "None, 'imagenet100' or a non-empty list of class names", value)
+        _fail(key, "None, 'imagenet100' or a non-empty list of class names", value)
     return names
 
 
 def _augment(key, value):
     if not isinstance(value, bool) and value not in AUGMENT_STYLES:
-        fail(key, f"True, False or one of {AUGMENT_STYLES}", value)
+        _fail(key, f"True, False or one of {AUGMENT_STYLES}", value)
     return value
 
 
@@ -109,7 +109,7 @@ def fraction(*, optional: bool, closed_low: bool) -> Kind:
         if inside:
             inside = 0 <= value < 1 if closed_low else 0 < value <= 1
         if not inside:
-            fail(key, expected, value)
+            _fail(key, expected, value)
         return float(value)
 
     return Kind(expected, check)
@@ -123,7 +123,7 @@ def interval(*, at_most: float | None = None) -> Kind:
     def check(key, value):
         low, high = _numbers(key, value, 2)
         if not 0 < low <= high or (at_most is not None and high > at_most):
-            fail(key, expected, value)
+            _fail(key, expected, value)
         return low, high
 
     return Kind(expected, check)

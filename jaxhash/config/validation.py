@@ -29,7 +29,7 @@ def check_known(key: str, known, prefix: str = "") -> None:
     raise ValueError(f"unknown config key {prefix + key!r}.{hint} Known keys here: {known}.")
 
 
-def plain(value):
+def _plain(value):
     """ConfigDict -> dict, FieldReference -> its value; anything else unchanged."""
     if isinstance(value, ml_collections.ConfigDict):
         return value.to_dict()
@@ -92,14 +92,14 @@ def _check_given(config, defaults, prefix: str) -> None:
                 raise ValueError(f"config key {path!r} must be a block of keys; got {value!r}.")
             _check_given(ml_collections.ConfigDict(value), defaults[key], f"{path}.")
             continue
-        check_value(BY_NAME[path], plain(value))
+        check_value(BY_NAME[path], _plain(value))
 
 
-def field_value(config, name: str) -> Any:
+def _field_value(config, name: str) -> Any:
     """The value at the dotted ``name`` of a nested ``config``."""
     for part in name.split("."):
         config = config[part]
-    return plain(config)
+    return _plain(config)
 
 
 def validate_config(config) -> ml_collections.ConfigDict:
@@ -116,7 +116,7 @@ def validate_config(config) -> ml_collections.ConfigDict:
     for field in FIELDS:
         if field.name == "train.epochs" and merged.train.steps > 0:
             continue  # train.steps sets the length; the epochs are not read
-        check_bounds(field, field_value(merged, field.name))
+        check_bounds(field, _field_value(merged, field.name))
     return merged
 
 
@@ -127,5 +127,5 @@ def data_values(data) -> dict:
     for field in FIELDS:
         if field.block == "data":
             name = field.name.removeprefix("data.")
-            values[name] = check_value(field, plain(data[name]))
+            values[name] = check_value(field, _plain(data[name]))
     return values
