@@ -266,15 +266,17 @@ def _flip_bytes(count: int):
     "damage", [_truncate, _flip_bytes(1), _flip_bytes(64)], ids=["truncated", "1 byte", "64 bytes"]
 )
 def test_evaluate_skips_a_damaged_newest_checkpoint_for_the_older_one(capsys, run_copy, damage):
-    """The newest checkpoint's data files damaged: ``jaxhash evaluate`` warns once naming it,
-    evaluates the one before (finite metrics) and deletes nothing."""
+    """The newest checkpoint's data files damaged: ``jaxhash evaluate`` warns once naming it
+    and the file its checksum caught, evaluates the one before (finite metrics) and deletes
+    nothing."""
     for path in _data_files(run_copy, 2):
         damage(path)
     status, out, err = _jaxhash(capsys, ["evaluate", "--workdir", str(run_copy)])
     assert status == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "Traceback" not in err, err
-    assert f"skipping checkpoint step 2 in {run_copy / 'checkpoints'}: " in warnings[0]
+    assert f"skipping checkpoint step 2 in {run_copy / 'checkpoints'}: its file " in warnings[0]
+    assert "changed on disk" in warnings[0], warnings[0]
     report = run_copy / "eval" / "step_1" / "report.json"
     assert out.splitlines()[-1] == f"report: {report}"
     metrics = json.loads(report.read_text())["metrics"]
