@@ -207,6 +207,7 @@ def test_a_second_trainer_in_a_locked_workdir_names_the_holder(capsys, data_dir,
         holder.wait(timeout=60)
     assert f"{workdir} is in use by another training (pid {holder.pid} " in line, line
     assert "choose another --workdir" in line and _steps(workdir) == []
+    assert "--verbose" not in line and "Error" not in line  # an expected error, not a crash
 
 
 # ----------------------------------------------------------------------------- divergence
