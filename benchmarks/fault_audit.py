@@ -320,8 +320,11 @@ def group_broken_files(root: Path) -> list[Result]:
     return results
 
 
+CIFAR100_TESTS = "tests/data/datasets/test_cifar100.py"
+
+
 def group_data_tests(root: Path) -> list[Result]:
-    """6, 11: cifar100 provenance and the sha256 check, by their tests in tests/test_data.py."""
+    """6, 11: cifar100 provenance and the sha256 check, by their tests in ``CIFAR100_TESTS``."""
     tests = {
         "test_prepared_cifar100_records_its_provenance_and_a_subset_is_never_taken_silently": (
             6,
@@ -335,13 +338,13 @@ def group_data_tests(root: Path) -> list[Result]:
     results = []
     for test, (item, name) in tests.items():
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        command += [f"tests/test_data.py::{test}", "--basetemp", str(root / f"pytest_{item}")]
+        command += [f"{CIFAR100_TESTS}::{test}", "--basetemp", str(root / f"pytest_{item}")]
         done = run(command, 300)
         outcome = (
             "clear error" if done["rc"] == 0 else ("hang" if done["rc"] is None else "silent wrong")
         )
         done["error_line"] = (done["stdout"].strip().splitlines() or [""])[-1]
-        results.append(record(name, item, outcome, done, f"tests/test_data.py::{test}"))
+        results.append(record(name, item, outcome, done, f"{CIFAR100_TESTS}::{test}"))
     return results
 
 
