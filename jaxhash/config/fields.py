@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pkgutil
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -28,7 +30,16 @@ from jaxhash import methods
 from jaxhash.config import kinds
 from jaxhash.losses import KL_FORMS
 
-DATASETS = ("synthetic_hierarchy", "cifar100", "imagenet2012", "image_folder", "captions")
+
+def _dataset_modules() -> tuple[str, ...]:
+    """The data sets of :mod:`jaxhash.data.datasets`, one module each, read from its folder
+    without importing it (importing ``jaxhash.data`` would import this package again): adding a
+    data set's module adds its name here."""
+    folder = Path(__file__).resolve().parents[1] / "data" / "datasets"
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.ispkg))
+
+
+DATASETS = _dataset_modules()
 SIMILARITIES = ("lcs_height", "wup", "path", "text")
 
 

@@ -5,7 +5,8 @@ Each module of this package is named after its data set and defines ``DATASET``,
 arrays read without TFDS), its class names, coarse labels and hierarchy, its image size,
 augmentation and normalisation. :func:`jaxhash.data.sources.open_source` does what is common
 to every data set (the class subset and hold-out, memory or stream, reading a split). Adding a
-data set is adding one module here (and its name to the config's choices, ``DATASETS``).
+data set is adding one module here (the config's choices, ``DATASETS``, are read from
+this folder).
 
 The registry reads the package's module names without importing them, so listing the data
 sets loads neither TensorFlow nor any data set's code.
