@@ -11,10 +11,10 @@ k-th distance is at most ``m * rho + j``.
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
+
+from jaxhash.kernels.numba_threads import PARALLEL_LOCK
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -91,12 +91,10 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
 
 
 # One thread per query for batches; a few queries (a server's requests, each from its own
-# thread) run serially, and batches one at a time: numba's "workqueue" threading layer, the one
-# available everywhere, aborts when parallel kernels are launched from several threads at once.
+# thread) run serially, and batches one at a time (jaxhash.kernels.numba_threads).
 _topk_serial = numba.njit(cache=True)(_topk)
 _topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
 _PARALLEL_FROM = 16  # queries
-_PARALLEL_LOCK = threading.Lock()
 
 
 def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +126,6 @@ def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if len(queries) < _PARALLEL_FROM:
         _topk_serial(*args)
     else:
-        with _PARALLEL_LOCK:
+        with PARALLEL_LOCK:
             _topk_parallel(*args)
     return out_d.astype(np.int32), out_i.astype(np.int32)
