@@ -24,12 +24,14 @@ IMPLS = ("auto", "xla", "pallas")
 VARIANTS = ("triton", "mosaic")
 
 
-def resolve_impl(impl: str) -> str:
-    """``"xla"`` or ``"pallas"`` for ``impl`` on the default backend (see the module docstring)."""
+def resolve_impl(impl: str, platform: str | None = None) -> str:
+    """``"xla"`` or ``"pallas"`` for ``impl`` on ``platform`` (default: the default backend; see
+    the module docstring)."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
     if impl == "auto":
-        return "pallas" if jax.default_backend() in ("gpu", "tpu") else "xla"
+        platform = jax.default_backend() if platform is None else platform
+        return "pallas" if platform in ("gpu", "tpu") else "xla"
     return impl
 
 
