@@ -92,6 +92,8 @@ def _scan_part(db, queries, self_ids, q0, q1, r0, r1, k, buf_d, buf_i, counts, o
     width = db.shape[1]
     count = np.zeros(nb, np.int64)
     limit = np.full(nb, sentinel, np.int64)
+    dist = np.empty(_RUN, np.int64)  # the distances of the last run
+    flat = db.reshape(-1)  # one word a row when width == 1: the fastest loop
     for c0 in range(r0, r1, _CHUNK_ROWS):
         c1 = min(c0 + _CHUNK_ROWS, r1)
         for qi in range(nb):
@@ -103,15 +105,20 @@ def _scan_part(db, queries, self_ids, q0, q1, r0, r1, k, buf_d, buf_i, counts, o
                 low = sentinel
                 if width == 1:
                     qw = queries[q, 0]
-                    for r in range(run.shape[0]):
-                        low = min(low, _popcount(run[r, 0] ^ qw))
+                    words = flat[s0 : s0 + run.shape[0]]
+                    for r in range(words.shape[0]):
+                        d = _popcount(words[r] ^ qw)
+                        dist[r] = d
+                        low = min(low, d)
                 else:
                     for r in range(run.shape[0]):
-                        low = min(low, _distance(run, r, queries, q))
+                        d = _distance(run, r, queries, q)
+                        dist[r] = d
+                        low = min(low, d)
                 if low >= limit[qi]:
                     continue
                 for r in range(run.shape[0]):
-                    d = _distance(run, r, queries, q)
+                    d = dist[r]
                     if d < limit[qi] and s0 + r != self_ids[q]:
                         n = count[qi]
                         buf_d[qi, n] = d
