@@ -3,7 +3,10 @@
 :func:`hamming_topk` returns the exact k nearest database codes of each query by Hamming
 distance, ties broken by ascending database index, self excluded on request;
 :func:`embedding_topk` does the same for real-valued outputs before binarisation. Both run
-:func:`search`: the database is cut into chunks (:mod:`jaxhash.search.plan`), the top k of each
+:func:`search`. On a CPU, Hamming searches go by default through the compiled scan of
+:mod:`jaxhash.kernels.hamming_scan` (numba; the implementation is chosen from the arguments and
+the devices of the data, :func:`jaxhash.search.plan.search_impl`). Otherwise the search is
+jitted JAX: the database is cut into chunks (:mod:`jaxhash.search.plan`), the top k of each
 chunk is selected exactly (:mod:`jaxhash.search.selection`: one ``lax.top_k``, or two stages
 through tiles of rows), and a running top k is merged chunk by chunk, so results do not depend
 on chunk or block sizes. With a mesh the database rows are sharded over the devices: each

@@ -7,7 +7,11 @@
   stage of the Hamming top-k, the minimum distance of each database tile (behind
   :func:`jaxhash.retrieval.hamming_topk`).
 
-Each kernel has two lowerings: "triton" (GPUs; one program per query block loops over the
+Two compiled CPU kernels (numba, extra ``search``) sit beside them:
+:mod:`jaxhash.kernels.hamming_scan` (the brute-force Hamming top-k behind ``hamming_topk`` on
+CPUs) and :mod:`jaxhash.kernels.multi_index_probe` (behind :class:`jaxhash.multi_index.MultiIndex`).
+
+Each Pallas kernel has two lowerings: "triton" (GPUs; one program per query block loops over the
 points) and "mosaic" (TPUs; a 2-D grid whose last axis walks the points, accumulating in the
 output block). The XLA path stays the reference and the fallback: ``impl="auto"`` takes the
 kernel on GPUs and TPUs and XLA on CPUs; ``"pallas"`` on a CPU runs the kernel in Pallas's
