@@ -24,7 +24,9 @@ and 1,000 queries from the same distribution, k = 1, 10, 100, one line per metho
 
 ``median_ms`` is per query (median of repeats of a whole batch, divided by its queries), so
 ``speedup`` (over ``IndexBinaryFlat``) and ``speedup_vs_jaxhash_brute_force`` are ratios of
-queries/s measured in this process. Codes are generated in chunks (10^8 codes: 800 MB).
+queries/s measured in this process. The brute forces also report ``cpu_ns_per_pair``, the
+process CPU time of one call per query-code pair (FAISS at one thread): their work, steadier
+than wall time on shared cores. Codes are generated in chunks (10^8 codes: 800 MB).
 
     python -m benchmarks.search_scale                       # 10^6 and 10^7
     python -m benchmarks.search_scale --sizes 1e8 --reference-queries 100
@@ -43,6 +45,7 @@ import json
 import math
 import time
 
+import jax
 import numpy as np
 
 from benchmarks.common import emit, time_fn
@@ -101,6 +104,14 @@ def _one_thread_ms(faiss, index, queries: np.ndarray, k: int) -> float:
         faiss.omp_set_num_threads(threads)
 
 
+def cpu_ns_per_pair(fn, queries: np.ndarray, rows: int, *args) -> float:
+    """Process CPU time (every thread) of one ``fn(queries, *args)`` call per query-code pair,
+    in ns: the work a search costs, which the sharing of cores moves less than wall time."""
+    start = time.process_time()
+    jax.block_until_ready(fn(queries, *args))
+    return round(1e9 * (time.process_time() - start) / (len(queries) * rows), 4)
+
+
 def _ratio(reference_ms: float | None, ms: float) -> float | None:
     return None if reference_ms is None else round(reference_ms / ms, 3)
 
@@ -155,6 +166,10 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
         xla_ms = time_fn(xla, head, database, k, **SLOW) / num_ref
         xla_d, xla_i = xla(head, database, k)
         xla_exact = bool(np.array_equal(xla_d, exact[0]) and np.array_equal(xla_i, exact[1]))
+        cpu_ns = {
+            "jaxhash_brute_force": cpu_ns_per_pair(retrieval.hamming_topk, head, size, database, k),
+            "jaxhash_brute_force_xla": cpu_ns_per_pair(xla, head, size, database, k),
+        }
         flat_ms = None
         if flat is not None:
             flat_ms = time_fn(flat.search, head, k, **SLOW) / num_ref
@@ -164,6 +179,10 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
         if flat is not None:
             one_thread_ms = _one_thread_ms(faiss, flat, head, k) / num_ref
             best_flat_ms = min(flat_ms, one_thread_ms)
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            flat_cpu_ns = cpu_ns_per_pair(flat.search, head, size, k)
+            faiss.omp_set_num_threads(threads)
         reference = "faiss_IndexBinaryFlat" if flat_ms is not None else None
         xla_extra = dict(exact=xla_exact, speedup_vs_jaxhash_brute_force=_ratio(brute_ms, xla_ms))
         for name, ms, extra in (
@@ -171,11 +190,12 @@ def run_case(args, faiss, rng, size: int, kind: str) -> list[dict]:
             ("jaxhash_brute_force_xla", xla_ms, xla_extra),
         ):
             rows.append(emit("search_scale", name, ref_shape, ms, reference, flat_ms,
-                             speedup_vs_faiss_flat_best=_ratio(best_flat_ms, ms), **extra,
-                             **common))  # fmt: skip
+                             speedup_vs_faiss_flat_best=_ratio(best_flat_ms, ms),
+                             cpu_ns_per_pair=cpu_ns[name], **extra, **common))  # fmt: skip
         if flat_ms is not None:
             rows.append(emit("search_scale", "faiss_IndexBinaryFlat_1thread", ref_shape,
-                             one_thread_ms, reference, flat_ms, **common))  # fmt: skip
+                             one_thread_ms, reference, flat_ms, cpu_ns_per_pair=flat_cpu_ns,
+                             **common))  # fmt: skip
             rows.append(emit("search_scale", "faiss_IndexBinaryFlat", ref_shape, flat_ms,
                              reference, flat_ms, speedup_vs_jaxhash_brute_force=round(
                                  brute_ms / flat_ms, 3), **common))  # fmt: skip
@@ -259,13 +279,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_ns(*rows) -> str:
+    values = [(r or {}).get("cpu_ns_per_pair") for r in rows]
+    return ", ".join("-" if v is None else f"{v:.2f}" for v in values)
+
+
 def brute_force_table(rows: list[dict]) -> str:
     """Markdown: per size, kind and k, jaxhash's brute force (default and XLA) against FAISS's
     flat index at its faster thread count (ratios of per-query times from one run)."""
     lines = [
         "| codes | kind | k | queries | jaxhash ms / query | x FAISS flat "
-        "| XLA search x FAISS flat | jaxhash x its XLA search |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| XLA search x FAISS flat | jaxhash x its XLA search | CPU ns / pair: jaxhash, XLA, "
+        "FAISS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     cases = {}
     for row in rows:
@@ -273,13 +299,15 @@ def brute_force_table(rows: list[dict]) -> str:
         cases.setdefault((shape["rows"], shape["kind"], shape["k"]), {})[row["impl"]] = row
     for (size, kind, k), impls in sorted(cases.items()):
         brute, xla = impls.get("jaxhash_brute_force"), impls.get("jaxhash_brute_force_xla")
+        faiss_one = impls.get("faiss_IndexBinaryFlat_1thread")
         if brute is None or xla is None or brute.get("speedup_vs_faiss_flat_best") is None:
             continue
         lines.append(
             f"| {_count(size)} | {kind} | {k} | {brute['shape']['queries']:,} "
             f"| {brute['median_ms']:.3f} | {_times(brute['speedup_vs_faiss_flat_best'])} "
             f"| {_times(xla['speedup_vs_faiss_flat_best'])} "
-            f"| {_times(xla['median_ms'] / brute['median_ms'])} |"
+            f"| {_times(xla['median_ms'] / brute['median_ms'])} "
+            f"| {_cpu_ns(brute, xla, faiss_one)} |"
         )
     return "\n".join(lines)
 

@@ -20,7 +20,8 @@ A linear scan, like FAISS's ``IndexBinaryFlat``, arranged for a CPU's caches and
   the final k are sorted by distance with a stable counting sort: ties go to the lower index.
 * **Parts.** With fewer query blocks than threads, the database is split into parts searched
   in parallel, and each query's per-part top k (in part order, so in index order) are merged
-  by one more cut.
+  by one more cut. Small searches (under ``_PARALLEL_PAIRS`` query-code pairs) run in the
+  calling thread: waking threads costs more there.
 
 Queries and codes are 64-bit words (codes padded with zero bytes to a multiple of 8 bytes; a
 popcount of XOR does not see them).
@@ -154,7 +155,6 @@ def _sorted_by_distance(d, i, n, counts, out_d, out_i):
         out_i[slot] = i[p]
 
 
-@numba.njit(parallel=True, cache=True)
 def _topk(db, queries, self_ids, k, num_parts, out_d, out_i):
     """``out_d/out_i [num_parts, Q, k]``: each part's top k (see the module docstring)."""
     nq = queries.shape[0]
@@ -177,7 +177,6 @@ def _topk(db, queries, self_ids, k, num_parts, out_d, out_i):
                    out_d[part], out_i[part])  # fmt: skip
 
 
-@numba.njit(parallel=True, cache=True)
 def _merge_parts(part_d, part_i, k, out_d, out_i):
     """Each query's best k of its parts' sorted top k (parts in index order)."""
     num_parts, nq, _ = part_d.shape
@@ -201,6 +200,24 @@ def _merge_parts(part_d, part_i, k, out_d, out_i):
         _sorted_by_distance(buf_d, buf_i, k, counts, out_d[q], out_i[q])
 
 
+# Work items run in parallel threads from this many query-code pairs: below, starting the threads
+# costs more than it saves (milliseconds where the cores are shared).
+_PARALLEL_PAIRS = 1 << 24
+_topk_serial = numba.njit(cache=True)(_topk)
+_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
+_merge_parts_parallel = numba.njit(parallel=True, cache=True)(_merge_parts)
+
+
+def _num_parts(num_queries: int, rows: int, k: int) -> int:
+    """Parts to split the database into: more than one only when query blocks alone would leave
+    threads idle, each part at least a few chunks and 2k rows."""
+    threads = numba.get_num_threads()
+    blocks = -(-num_queries // _QUERY_BLOCK)
+    if blocks >= threads:
+        return 1
+    return max(1, min(-(-threads // blocks), rows // max(4 * _CHUNK_ROWS, 2 * k)))
+
+
 def as_words(packed: np.ndarray) -> np.ndarray:
     """``uint8 [N, B] -> uint64 [N, ceil(B / 8)]``, zero bytes appended (a view when B is a
     multiple of 8 and the rows are contiguous)."""
@@ -220,20 +237,18 @@ def topk(
     q_words, db_words = as_words(queries), as_words(database)
     nq, n = len(q_words), len(db_words)
     self_ids = np.full(nq, -1, np.int64) if self_ids is None else np.asarray(self_ids, np.int64)
-    threads = numba.get_num_threads()
-    blocks = -(-nq // _QUERY_BLOCK)
-    # Split the database when query blocks alone would leave threads idle, in parts of at least
-    # a few chunks and k rows.
-    num_parts = 1
-    if blocks < threads:
-        num_parts = max(1, min(-(-threads // blocks), n // max(4 * _CHUNK_ROWS, 2 * k)))
-    out_d = np.empty((num_parts, nq, k), np.int64)
-    out_i = np.empty((num_parts, nq, k), np.int64)
+    out_d = np.empty((1, nq, k), np.int64)
+    out_i = np.empty((1, nq, k), np.int64)
+    if nq * n < _PARALLEL_PAIRS:
+        _topk_serial(db_words, q_words, self_ids, k, 1, out_d, out_i)
+        return out_d[0].astype(np.int32), out_i[0].astype(np.int32)
+    num_parts = _num_parts(nq, n, k)
+    parts_d = np.empty((num_parts, nq, k), np.int64)
+    parts_i = np.empty((num_parts, nq, k), np.int64)
     with PARALLEL_LOCK:
-        _topk(db_words, q_words, self_ids, k, num_parts, out_d, out_i)
+        _topk_parallel(db_words, q_words, self_ids, k, num_parts, parts_d, parts_i)
         if num_parts > 1:
-            merged_d = np.empty((nq, k), np.int64)
-            merged_i = np.empty((nq, k), np.int64)
-            _merge_parts(out_d, out_i, k, merged_d, merged_i)
-            out_d, out_i = merged_d[None], merged_i[None]
+            _merge_parts_parallel(parts_d, parts_i, k, out_d[0], out_i[0])
+        else:
+            out_d, out_i = parts_d, parts_i
     return out_d[0].astype(np.int32), out_i[0].astype(np.int32)

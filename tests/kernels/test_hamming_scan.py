@@ -33,10 +33,21 @@ def _codes(rng, kind, rows, num_bytes):
     return centres[rng.integers(0, 8, rows)] ^ flips
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def threads(request, monkeypatch):
+    """Small searches run in the calling thread; "parallel" sends them to the threads, with the
+    database split into 3 parts (parts may hold fewer than k rows, or none)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(hamming_scan, "_PARALLEL_PAIRS", 0)
+        monkeypatch.setattr(hamming_scan, "_num_parts", lambda *args: 3)
+    return request.param
+
+
 CASES = [
     # kind, queries, rows, bytes, k
     ("uniform", 70, 20_000, 8, 10),
-    ("uniform", 3, 40_000, 8, 1000),  # few queries: the database is split into parts
+    ("uniform", 3, 40_000, 8, 1000),
+    ("few_values", 1, 1_000, 8, 600),  # in parallel, parts of 334 rows: fewer than k
     ("clustered", 40, 9_000, 8, 100),
     ("few_values", 33, 5_000, 8, 300),
     ("duplicates", 20, 3_000, 8, 50),
@@ -49,7 +60,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[2]}x{c[3]}B-k{c[4]}" for c in CASES])
-def test_topk_matches_the_oracle(case):
+def test_topk_matches_the_oracle(case, threads):
     kind, num_q, rows, num_bytes, k = case
     rng = np.random.default_rng(rows + num_bytes + k)
     database = _codes(rng, kind, rows, num_bytes)
@@ -62,7 +73,7 @@ def test_topk_matches_the_oracle(case):
 
 
 @pytest.mark.parametrize("kind", ["uniform", "duplicates", "few_values"])
-def test_self_ids_are_never_returned(kind):
+def test_self_ids_are_never_returned(kind, threads):
     rng = np.random.default_rng(3)
     database = _codes(rng, kind, 4_000, 8)
     self_ids = np.arange(0, 4_000, 100)
@@ -76,7 +87,7 @@ def test_self_ids_are_never_returned(kind):
     np.testing.assert_array_equal(idx[-1:], expected_last[1])
 
 
-def test_k_equal_to_the_database_minus_self():
+def test_k_equal_to_the_database_minus_self(threads):
     rng = np.random.default_rng(4)
     database = _codes(rng, "few_values", 50, 2)
     dist, idx = hamming_scan.topk(database, database, 49, np.arange(50))
