@@ -3,14 +3,17 @@
 
 A linear scan, like FAISS's ``IndexBinaryFlat``, arranged for a CPU's caches and vector units:
 
-* **Blocks.** Work items are (block of ``_QUERY_BLOCK`` queries, part of the database), run in
-  parallel (``numba.prange``). Each part is read ``_CHUNK_ROWS`` rows at a time (64 KiB of
-  64-bit codes, held in the L1/L2 cache while every query of the block scans it).
+* **Blocks.** Work items are (block of ``_QUERY_BLOCK`` queries, part of the database), taken
+  one at a time by a pool of Python threads, one per core (the compiled code releases the GIL).
+  On shared cores this balances far better than numba's own parallel loops, which split the
+  items evenly up front: measured, two of its threads ran no faster than one where Python
+  threads ran 1.3-1.8x faster (benchmarks/RESULTS.md). Each part is read ``_CHUNK_ROWS`` rows
+  at a time (64 KiB of 64-bit codes, held in the L1/L2 cache while every query of the block
+  scans it).
 * **Scan.** For each query and run of ``_RUN`` rows, one loop forms the XOR-popcount distances
-  and keeps only their minimum: no stores and no branches, so the compiler vectorises it
-  (``vpopcntq`` where AVX-512 has it). Only when that minimum passes the query's threshold is
-  the run scanned again to collect its candidates; once the threshold has settled, that is
-  rare.
+  and their minimum without a branch, so the compiler vectorises it (``vpopcntq`` where AVX-512
+  has it). Only when that minimum passes the query's threshold are the run's distances read
+  again to collect its candidates; once the threshold has settled, that is rare.
 * **Selection without a heap.** Each query keeps a buffer of candidates in database order and
   a threshold ``limit`` (a candidate enters only when ``d < limit``). A full buffer is cut to
   its best k by counting its distances (``K + 1`` values): with ``c`` the smallest distance at
@@ -29,10 +32,11 @@ popcount of XOR does not see them).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
-
-from jaxhash.kernels.numba_threads import PARALLEL_LOCK
 
 _QUERY_BLOCK = 32  # queries per work item: each scans a cached chunk in turn
 _CHUNK_ROWS = 8192  # rows held in cache while a query block scans them
@@ -155,33 +159,34 @@ def _sorted_by_distance(d, i, n, counts, out_d, out_i):
         out_i[slot] = i[p]
 
 
-def _topk(db, queries, self_ids, k, num_parts, out_d, out_i):
-    """``out_d/out_i [num_parts, Q, k]``: each part's top k (see the module docstring)."""
+@numba.njit(nogil=True, cache=True)
+def _search_items(db, queries, self_ids, k, num_parts, first, last, out_d, out_i):
+    """Work items ``[first, last)``: item ``b * num_parts + part`` is the top k of query block
+    b over database part ``part``, into ``out_d/out_i [part, block's queries]``."""
     nq = queries.shape[0]
     n = db.shape[0]
-    num_blocks = (nq + _QUERY_BLOCK - 1) // _QUERY_BLOCK
     part_rows = (n + num_parts - 1) // num_parts
     cap = k + max(k, _MIN_BUFFER)
-    bins = 64 * db.shape[1] + 3
-    for item in numba.prange(num_blocks * num_parts):
+    counts = np.empty(64 * db.shape[1] + 3, np.int64)
+    buf_d = np.empty((_QUERY_BLOCK, cap), np.int64)
+    buf_i = np.empty((_QUERY_BLOCK, cap), np.int64)
+    for item in range(first, last):
         b = item // num_parts
         part = item % num_parts
         q0 = b * _QUERY_BLOCK
         q1 = min(q0 + _QUERY_BLOCK, nq)
         r0 = part * part_rows
         r1 = min(r0 + part_rows, n)
-        buf_d = np.empty((q1 - q0, cap), np.int64)
-        buf_i = np.empty((q1 - q0, cap), np.int64)
-        counts = np.empty(bins, np.int64)
         _scan_part(db, queries, self_ids, q0, q1, r0, r1, k, buf_d, buf_i, counts,
                    out_d[part], out_i[part])  # fmt: skip
 
 
+@numba.njit(nogil=True, cache=True)
 def _merge_parts(part_d, part_i, k, out_d, out_i):
     """Each query's best k of its parts' sorted top k (parts in index order)."""
     num_parts, nq, _ = part_d.shape
     bins = int(part_d.max()) + 3
-    for q in numba.prange(nq):
+    for q in range(nq):
         buf_d = np.empty(num_parts * k, np.int64)
         buf_i = np.empty(num_parts * k, np.int64)
         n = 0
@@ -200,18 +205,22 @@ def _merge_parts(part_d, part_i, k, out_d, out_i):
         _sorted_by_distance(buf_d, buf_i, k, counts, out_d[q], out_i[q])
 
 
-# Work items run in parallel threads from this many query-code pairs: below, starting the threads
-# costs more than it saves (milliseconds where the cores are shared).
-_PARALLEL_PAIRS = 1 << 24
-_topk_serial = numba.njit(cache=True)(_topk)
-_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
-_merge_parts_parallel = numba.njit(parallel=True, cache=True)(_merge_parts)
+# Work items run in parallel threads from this many query-code pairs: below, handing them to
+# threads costs more than it saves.
+_PARALLEL_PAIRS = 1 << 22
+
+
+def _threads() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _num_parts(num_queries: int, rows: int, k: int) -> int:
     """Parts to split the database into: more than one only when query blocks alone would leave
     threads idle, each part at least a few chunks and 2k rows."""
-    threads = numba.get_num_threads()
+    threads = _threads()
     blocks = -(-num_queries // _QUERY_BLOCK)
     if blocks >= threads:
         return 1
@@ -237,18 +246,23 @@ def topk(
     q_words, db_words = as_words(queries), as_words(database)
     nq, n = len(q_words), len(db_words)
     self_ids = np.full(nq, -1, np.int64) if self_ids is None else np.asarray(self_ids, np.int64)
-    out_d = np.empty((1, nq, k), np.int64)
-    out_i = np.empty((1, nq, k), np.int64)
-    if nq * n < _PARALLEL_PAIRS:
-        _topk_serial(db_words, q_words, self_ids, k, 1, out_d, out_i)
-        return out_d[0].astype(np.int32), out_i[0].astype(np.int32)
-    num_parts = _num_parts(nq, n, k)
-    parts_d = np.empty((num_parts, nq, k), np.int64)
-    parts_i = np.empty((num_parts, nq, k), np.int64)
-    with PARALLEL_LOCK:
-        _topk_parallel(db_words, q_words, self_ids, k, num_parts, parts_d, parts_i)
-        if num_parts > 1:
-            _merge_parts_parallel(parts_d, parts_i, k, out_d[0], out_i[0])
-        else:
-            out_d, out_i = parts_d, parts_i
+    num_parts = 1 if nq * n < _PARALLEL_PAIRS else _num_parts(nq, n, k)
+    items = -(-nq // _QUERY_BLOCK) * num_parts
+    out_d = np.empty((num_parts, nq, k), np.int64)
+    out_i = np.empty((num_parts, nq, k), np.int64)
+    args = (db_words, q_words, self_ids, k, num_parts)
+    threads = min(_threads(), items)
+    if nq * n < _PARALLEL_PAIRS or threads == 1:
+        _search_items(*args, 0, items, out_d, out_i)
+    else:
+        # Threads take items one at a time, so a thread that the OS runs less (shared cores)
+        # takes fewer; the kernel releases the GIL.
+        with ThreadPoolExecutor(threads) as pool:
+            done = pool.map(lambda i: _search_items(*args, i, i + 1, out_d, out_i), range(items))
+            list(done)
+    if num_parts > 1:
+        merged_d = np.empty((nq, k), np.int64)
+        merged_i = np.empty((nq, k), np.int64)
+        _merge_parts(out_d, out_i, k, merged_d, merged_i)
+        return merged_d.astype(np.int32), merged_i.astype(np.int32)
     return out_d[0].astype(np.int32), out_i[0].astype(np.int32)

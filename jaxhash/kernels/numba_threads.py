@@ -1,5 +1,4 @@
-"""One lock for the parallel numba kernels (:mod:`jaxhash.kernels.multi_index_probe`,
-:mod:`jaxhash.kernels.hamming_scan`).
+"""One lock for the parallel numba kernels (:mod:`jaxhash.kernels.multi_index_probe`).
 
 numba's "workqueue" threading layer, the one available everywhere, aborts the process when
 parallel kernels are launched from several threads at once (a server answers each request
