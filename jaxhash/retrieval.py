@@ -184,12 +184,13 @@ def _check_blocks(query_block, database_block, selection) -> None:
             raise ValueError(f"{name} must be a positive int or None; got {value!r}.")
 
 
-def _resolve(impl, database, mesh, metric, query_block, database_block, selection):
+def _resolve(impl, queries, database, mesh, metric, query_block, database_block, selection):
     """``(implementation, platform)`` of a search (:func:`jaxhash.search.plan.search_impl`)."""
     _check_blocks(query_block, database_block, selection)
     platform = search_platform(database, mesh)
     xla_options = selection != "auto" or query_block is not None or database_block is not None
-    return search_impl(impl, platform, metric, mesh, xla_options), platform
+    traced = any(isinstance(x, jax.core.Tracer) for x in (queries, database))
+    return search_impl(impl, platform, metric, mesh, xla_options, traced), platform
 
 
 def _compiled_search(queries, database, k, self_ids):
@@ -226,7 +227,9 @@ def search(
     num_queries, width = queries.shape
     num_rows = database.shape[0]
     num_devices = check_mesh(mesh, axis_name)
-    impl, platform = _resolve(impl, database, mesh, metric, query_block, database_block, selection)
+    impl, platform = _resolve(
+        impl, queries, database, mesh, metric, query_block, database_block, selection
+    )
     if impl == "numba":
         return _compiled_search(queries, database, k, self_ids)
     plan = _plan(
@@ -334,7 +337,9 @@ def hamming_topk(
     Returns:
       ``(distances int32 [Q, k], indices int32 [Q, k])``, sorted by (distance, index).
     """
-    impl, _ = _resolve(impl, database, mesh, "hamming", query_block, database_block, selection)
+    impl, _ = _resolve(
+        impl, queries, database, mesh, "hamming", query_block, database_block, selection
+    )
     check = check_packed_host if impl == "numba" else check_packed  # no copy to a device
     queries = check(queries, "queries")
     database = check(database, "database")

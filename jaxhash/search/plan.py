@@ -74,13 +74,15 @@ def search_impl(
     metric: str = "hamming",
     mesh: Mesh | None = None,
     xla_options: bool = False,
+    traced: bool = False,
 ) -> str:
     """The implementation ``impl`` names for a search on ``platform``: "xla", "pallas" or
     "numba"; else a ValueError (an ImportError for "numba" without numba).
 
     "auto" takes the compiled brute force ("numba") for Hamming codes on a CPU when numba is
-    installed, without a mesh and without ``xla_options`` (a selection or block sizes, which
-    shape the XLA search); else the Pallas first stage on GPUs and TPUs and XLA on CPUs.
+    installed, without a mesh, without ``xla_options`` (a selection or block sizes, which
+    shape the XLA search) and outside a trace (``traced``: the codes are abstract values
+    inside ``jax.jit``); else the Pallas first stage on GPUs and TPUs and XLA on CPUs.
     """
     if impl not in SEARCH_IMPLS:
         raise ValueError(f"impl must be one of {SEARCH_IMPLS}; got {impl!r}.")
@@ -92,10 +94,16 @@ def search_impl(
                 "impl='numba' searches host memory on one machine and takes no mesh; pass "
                 "mesh=None, or impl='auto' to search sharded over the mesh."
             )
+        if traced:
+            raise ValueError(
+                "impl='numba' searches concrete arrays, not values traced inside jax.jit; use "
+                "impl='auto' or 'xla' there."
+            )
         if not has_numba():
             raise ImportError("impl='numba' needs numba: pip install 'jaxhash[search]'.")
         return impl
-    compiled = metric == "hamming" and platform == "cpu" and mesh is None and not xla_options
+    compiled = metric == "hamming" and platform == "cpu" and mesh is None
+    compiled = compiled and not xla_options and not traced
     if impl == "auto" and compiled and has_numba():
         return "numba"
     return kernels.resolve_impl(impl, platform)

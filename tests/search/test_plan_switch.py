@@ -97,3 +97,17 @@ def test_bad_impl_raises(kwargs, error, message, mesh4):
 def test_numba_searches_hamming_codes_only():
     with pytest.raises(ValueError, match="searches Hamming codes"):
         plan.search_impl("numba", "cpu", "cosine")
+
+
+def test_hamming_topk_inside_jit_searches_by_xla():
+    """Inside jax.jit the codes are traced: "auto" takes the jitted search, "numba" is refused."""
+    rng = np.random.default_rng(1)
+    database = rng.integers(0, 4, (300, 8), np.uint8)
+    queries = rng.integers(0, 4, (5, 8), np.uint8)
+    expected = retrieval.hamming_topk(queries, database, 6)
+    traced = jax.jit(lambda q, d: retrieval.hamming_topk(q, d, 6))(queries, database)
+    np.testing.assert_array_equal(np.asarray(traced[0]), np.asarray(expected[0]))
+    np.testing.assert_array_equal(np.asarray(traced[1]), np.asarray(expected[1]))
+    assert plan.search_impl("auto", "cpu", traced=True) == "xla"
+    with pytest.raises(ValueError, match="not values traced inside jax"):
+        plan.search_impl("numba", "cpu", traced=True)
