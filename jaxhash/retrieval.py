@@ -327,9 +327,10 @@ def hamming_topk(
         top_k per chunk) or "auto" (tiled where a chunk holds at least 32 rows per neighbour
         wanted). The result does not depend on it, nor on the block sizes.
       impl: "numba": the compiled CPU brute force of :mod:`jaxhash.kernels.hamming_scan`
-        (extra ``search``; in host memory, no mesh). "xla": the jitted search above, whose tiled
-        selection's first stage (distances and tile minima) "pallas" runs by the fused kernel of
-        :mod:`jaxhash.kernels.hamming_tiles` (on a CPU in Pallas's interpreter, for tests).
+        (extra ``search``; in host memory, no mesh; block sizes and selection do not apply).
+        "xla": the jitted search above, whose tiled selection's first stage (distances and tile
+        minima) "pallas" runs by the fused kernel of :mod:`jaxhash.kernels.hamming_tiles` (on a
+        CPU in Pallas's interpreter, for tests).
         "auto": "numba" where the database lives on a CPU, numba is installed and no mesh,
         selection or block size is given; else the kernel on GPUs and TPUs and XLA on CPUs
         (:func:`jaxhash.search.plan.search_impl`). Same result.

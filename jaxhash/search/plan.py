@@ -65,6 +65,7 @@ def search_platform(database, mesh: Mesh | None = None) -> str:
 
 
 def has_numba() -> bool:
+    """numba (extra ``search``) is installed."""
     return importlib.util.find_spec("numba") is not None
 
 
