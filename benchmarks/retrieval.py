@@ -12,8 +12,9 @@ one ranking, against a float64 NumPy brute force.
     python -m benchmarks.retrieval --full --no-eval --impls jaxhash_xla jaxhash_pallas
 
 Search lines: "jaxhash" is the default (``impl="auto"``: the fused Pallas first stage on GPUs and
-TPUs, XLA on CPUs); "jaxhash_xla" and "jaxhash_pallas" force one (on a CPU the kernel runs in
-Pallas's interpreter, so it runs there only when named in ``--impls``).
+TPUs, the compiled scan of ``jaxhash.kernels.hamming_scan`` on CPUs when numba is installed);
+"jaxhash_xla" and "jaxhash_pallas" force one (on a CPU the kernel runs in Pallas's interpreter,
+so it runs there only when named in ``--impls``).
 """
 
 from __future__ import annotations

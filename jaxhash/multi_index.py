@@ -344,15 +344,33 @@ class MultiIndex:
             indices = indices[keep].reshape(-1, k)
         return distances, indices
 
-    def range_search(self, queries, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def range_search(
+        self, queries, radius: int, *, impl: str = "auto"
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every code within Hamming distance ``radius`` (``0 <= radius <= K``) of each query:
         one ``(distances int32 [n_q], indices int32 [n_q])`` per query, sorted by (distance,
-        index). Probes radius ``floor(radius / m)`` in every table (NumPy)."""
+        index). Probes radius ``floor(radius / m)`` in every table; ``impl`` as in
+        :meth:`search`."""
         queries = self._check_queries(queries)
         if not isinstance(radius, int | np.integer) or not 0 <= radius <= self.bits:
             raise ValueError(
                 f"radius must be an int in [0, {self.bits}] (the code length); got {radius!r}."
             )
+        if _resolve_impl(impl) == "numba":
+            from jaxhash.kernels import multi_index_probe
+
+            rows, d, ids = multi_index_probe.within(self, queries, int(radius))
+        else:
+            rows, d, ids = self._within_numpy(queries, int(radius))
+        order = np.lexsort((ids, d, rows))
+        rows, d, ids = rows[order], d[order].astype(np.int32), ids[order].astype(np.int32)
+        bounds = np.searchsorted(rows, np.arange(len(queries) + 1))
+        return [(d[a:b], ids[a:b]) for a, b in itertools.pairwise(bounds)]
+
+    # ------------------------------------------------------------------------- NumPy path
+
+    def _within_numpy(self, queries: np.ndarray, radius: int):
+        """``(rows, distances, ids)`` of every code within ``radius``, unsorted."""
         parts = []
         everyone = np.arange(len(queries))
         limits = np.full(len(queries), radius, np.int64)
@@ -364,13 +382,7 @@ class MultiIndex:
                 parts.append((block[rows], d, ids))
             if rho >= self.lengths[j]:
                 break
-        rows, d, ids = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        order = np.lexsort((ids, d, rows))
-        rows, d, ids = rows[order], d[order].astype(np.int32), ids[order].astype(np.int32)
-        bounds = np.searchsorted(rows, np.arange(len(queries) + 1))
-        return [(d[a:b], ids[a:b]) for a, b in itertools.pairwise(bounds)]
-
-    # ------------------------------------------------------------------------- NumPy path
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
     def _rounds(self):
         """``(rho, j)`` in probing order: every table at radius 0, then at 1, ..."""

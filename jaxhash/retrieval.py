@@ -3,7 +3,10 @@
 :func:`hamming_topk` returns the exact k nearest database codes of each query by Hamming
 distance, ties broken by ascending database index, self excluded on request;
 :func:`embedding_topk` does the same for real-valued outputs before binarisation. Both run
-:func:`search`: the database is cut into chunks (:mod:`jaxhash.search.plan`), the top k of each
+:func:`search`. On a CPU, Hamming searches go by default through the compiled scan of
+:mod:`jaxhash.kernels.hamming_scan` (numba; the implementation is chosen from the arguments and
+the devices of the data, :func:`jaxhash.search.plan.search_impl`). Otherwise the search is
+jitted JAX: the database is cut into chunks (:mod:`jaxhash.search.plan`), the top k of each
 chunk is selected exactly (:mod:`jaxhash.search.selection`: one ``lax.top_k``, or two stages
 through tiles of rows), and a running top k is merged chunk by chunk, so results do not depend
 on chunk or block sizes. With a mesh the database rows are sharded over the devices: each
@@ -31,13 +34,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxhash import kernels
 from jaxhash.embeddings import check_embeddings, unit_rows
 from jaxhash.search.faiss import check_faiss_factory, faiss_index
 from jaxhash.search.packing import (
     _check_widths,
     check_num_bits,
     check_packed,
+    check_packed_host,
     hamming_distances,
     pack_codes,
     popcount_distance,
@@ -50,6 +53,8 @@ from jaxhash.search.plan import (
     _row_layout_jit,
     _tile_layout_jit,
     backend_default,
+    search_impl,
+    search_platform,
 )
 from jaxhash.search.selection import _embedding_chunk, _hamming_chunk, _select
 
@@ -179,6 +184,24 @@ def _check_blocks(query_block, database_block, selection) -> None:
             raise ValueError(f"{name} must be a positive int or None; got {value!r}.")
 
 
+def _resolve(impl, queries, database, mesh, metric, query_block, database_block, selection):
+    """``(implementation, platform)`` of a search (:func:`jaxhash.search.plan.search_impl`)."""
+    _check_blocks(query_block, database_block, selection)
+    platform = search_platform(database, mesh)
+    xla_options = selection != "auto" or query_block is not None or database_block is not None
+    traced = any(isinstance(x, jax.core.Tracer) for x in (queries, database))
+    return search_impl(impl, platform, metric, mesh, xla_options, traced), platform
+
+
+def _compiled_search(queries, database, k, self_ids):
+    """The search by :mod:`jaxhash.kernels.hamming_scan`, in host memory."""
+    from jaxhash.kernels import hamming_scan
+
+    self_ids = None if self_ids is None else np.asarray(self_ids)
+    dist, idx = hamming_scan.topk(np.asarray(queries), np.asarray(database), k, self_ids)
+    return jnp.asarray(dist), jnp.asarray(idx)
+
+
 def search(
     queries: jax.Array,
     database: jax.Array,
@@ -196,15 +219,19 @@ def search(
     """The search behind :func:`hamming_topk` and :func:`embedding_topk`, without input checks.
 
     ``queries [Q, W]`` and ``database [N, W]`` are uint32 words (``metric="hamming"``; the
-    database may also be packed uint8 codes, converted inside the jitted layout) or float rows
-    (unit rows for "cosine"). ``self_ids [Q]``: one database index each query must never
-    return (-1: none); this is how ``exclude_self`` works under a permuted database.
+    database may also be packed uint8 codes, converted inside the jitted layout; both may be
+    packed codes for ``impl="numba"``) or float rows (unit rows for "cosine"). ``self_ids [Q]``:
+    one database index each query must never return (-1: none); this is how ``exclude_self``
+    works under a permuted database.
     """
     num_queries, width = queries.shape
     num_rows = database.shape[0]
     num_devices = check_mesh(mesh, axis_name)
-    _check_blocks(query_block, database_block, selection)
-    kernels.resolve_impl(impl)  # a ValueError for an unknown impl, whatever the plan
+    impl, platform = _resolve(
+        impl, queries, database, mesh, metric, query_block, database_block, selection
+    )
+    if impl == "numba":
+        return _compiled_search(queries, database, k, self_ids)
     plan = _plan(
         metric,
         num_queries,
@@ -216,6 +243,7 @@ def search(
         database_block,
         selection,
         impl,
+        platform,
     )
     num_chunks = num_devices * plan.chunks_per_device
     if metric == "hamming":
@@ -298,20 +326,28 @@ def hamming_topk(
       selection: "tiled" (two stages, see :mod:`jaxhash.search.selection`), "flat" (one stable
         top_k per chunk) or "auto" (tiled where a chunk holds at least 32 rows per neighbour
         wanted). The result does not depend on it, nor on the block sizes.
-      impl: the tiled selection's first stage (distances and tile minima) by "xla", by the fused
-        Pallas kernel of :mod:`jaxhash.kernels.hamming_tiles` ("pallas"; on a CPU it runs in
-        Pallas's interpreter, for tests) or "auto" (the kernel on GPUs and TPUs, else XLA).
-        Same result.
+      impl: "numba": the compiled CPU brute force of :mod:`jaxhash.kernels.hamming_scan`
+        (extra ``search``; in host memory, no mesh; block sizes and selection do not apply).
+        "xla": the jitted search above, whose tiled selection's first stage (distances and tile
+        minima) "pallas" runs by the fused kernel of :mod:`jaxhash.kernels.hamming_tiles` (on a
+        CPU in Pallas's interpreter, for tests).
+        "auto": "numba" where the database lives on a CPU, numba is installed and no mesh,
+        selection or block size is given; else the kernel on GPUs and TPUs and XLA on CPUs
+        (:func:`jaxhash.search.plan.search_impl`). Same result.
 
     Returns:
       ``(distances int32 [Q, k], indices int32 [Q, k])``, sorted by (distance, index).
     """
-    queries = check_packed(queries, "queries")
-    database = check_packed(database, "database")
+    impl, _ = _resolve(
+        impl, queries, database, mesh, "hamming", query_block, database_block, selection
+    )
+    check = check_packed_host if impl == "numba" else check_packed  # no copy to a device
+    queries = check(queries, "queries")
+    database = check(database, "database")
     _check_widths(queries, database)
     k, self_ids = _check_search_args(queries.shape[0], database.shape[0], k, exclude_self)
     return search(
-        to_words(queries),
+        queries if impl == "numba" else to_words(queries),
         database,
         k,
         self_ids,

@@ -7,7 +7,11 @@
   stage of the Hamming top-k, the minimum distance of each database tile (behind
   :func:`jaxhash.retrieval.hamming_topk`).
 
-Each kernel has two lowerings: "triton" (GPUs; one program per query block loops over the
+Two compiled CPU kernels (numba, extra ``search``) sit beside them:
+:mod:`jaxhash.kernels.hamming_scan` (the brute-force Hamming top-k behind ``hamming_topk`` on
+CPUs) and :mod:`jaxhash.kernels.multi_index_probe` (behind :class:`jaxhash.multi_index.MultiIndex`).
+
+Each Pallas kernel has two lowerings: "triton" (GPUs; one program per query block loops over the
 points) and "mosaic" (TPUs; a 2-D grid whose last axis walks the points, accumulating in the
 output block). The XLA path stays the reference and the fallback: ``impl="auto"`` takes the
 kernel on GPUs and TPUs and XLA on CPUs; ``"pallas"`` on a CPU runs the kernel in Pallas's
@@ -24,12 +28,14 @@ IMPLS = ("auto", "xla", "pallas")
 VARIANTS = ("triton", "mosaic")
 
 
-def resolve_impl(impl: str) -> str:
-    """``"xla"`` or ``"pallas"`` for ``impl`` on the default backend (see the module docstring)."""
+def resolve_impl(impl: str, platform: str | None = None) -> str:
+    """``"xla"`` or ``"pallas"`` for ``impl`` on ``platform`` (default: the default backend; see
+    the module docstring)."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
     if impl == "auto":
-        return "pallas" if jax.default_backend() in ("gpu", "tpu") else "xla"
+        platform = jax.default_backend() if platform is None else platform
+        return "pallas" if platform in ("gpu", "tpu") else "xla"
     return impl
 
 

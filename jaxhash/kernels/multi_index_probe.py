@@ -7,14 +7,17 @@ bucket's codes (``words``, sorted by table-0 key, so table 0's buckets are conti
 by XOR-popcount and kept in a sorted top k (ties to the lower database row). A code reached
 again is skipped by its substring distances, as in the NumPy path; the query stops once its
 k-th distance is at most ``m * rho + j``.
+
+:func:`within` (range search) walks the same order up to rho = floor(r / m) and keeps every
+code within r: one pass counts each query's codes, a second writes them where the counts say.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
+
+from jaxhash.kernels.numba_threads import PARALLEL_LOCK
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -90,17 +93,72 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
             rho += 1
 
 
+def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radius, starts,
+            out_d, out_i):  # fmt: skip
+    """Codes within ``radius`` of each query, unsorted: counts into ``starts[q + 1]`` when
+    ``out_d`` is empty, else written from ``starts[q]``."""
+    num_tables = lengths.shape[0]
+    width = words.shape[1]
+    fill = out_d.shape[0] > 0
+    for q in numba.prange(queries.shape[0]):
+        n = 0
+        done = False
+        for rho in range(radius // num_tables + 1):
+            for j in range(num_tables):
+                length = lengths[j]
+                key = np.int64(query_keys[q, j])
+                v = np.int64((1 << rho) - 1)
+                limit = np.int64(1) << length
+                while v < limit:
+                    probe = base[j] + (key ^ v)
+                    for p in range(offsets[probe], offsets[probe + 1]):
+                        pos = np.int64(p) if j == 0 else np.int64(ids[j, p])
+                        d = 0
+                        for w in range(width):
+                            d += _popcount(words[pos, w] ^ queries[q, w])
+                        if d > radius:
+                            continue
+                        new = True
+                        for other in range(num_tables):
+                            if other == j:
+                                continue
+                            sub = 0
+                            for w in range(width):
+                                sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
+                            if (other < j and sub <= rho) or (other > j and sub < rho):
+                                new = False
+                                break
+                        if not new:
+                            continue
+                        if fill:
+                            out_d[starts[q] + n] = d
+                            out_i[starts[q] + n] = ids[0, pos]
+                        n += 1
+                    if v == 0:
+                        break
+                    low = v & -v
+                    ripple = v + low
+                    v = (((ripple ^ v) >> 2) // low) | ripple
+                if rho >= length:  # table j enumerated every key: every code has been seen
+                    done = True
+                    break
+            if done:
+                break
+        if not fill:
+            starts[q + 1] = n
+
+
 # One thread per query for batches; a few queries (a server's requests, each from its own
-# thread) run serially, and batches one at a time: numba's "workqueue" threading layer, the one
-# available everywhere, aborts when parallel kernels are launched from several threads at once.
+# thread) run serially, and batches one at a time (jaxhash.kernels.numba_threads).
 _topk_serial = numba.njit(cache=True)(_topk)
 _topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
+_within_serial = numba.njit(cache=True)(_within)
+_within_parallel = numba.njit(parallel=True, cache=True)(_within)
 _PARALLEL_FROM = 16  # queries
-_PARALLEL_LOCK = threading.Lock()
 
 
-def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``MultiIndex.search`` compiled: ``(distances int32 [Q, k], indices int32 [Q, k])``."""
+def _index_args(index, queries: np.ndarray) -> tuple:
+    """The kernels' leading arguments: codes, query words and keys, tables, masks."""
     from jaxhash.multi_index import code_words, substring_keys
 
     query_keys = np.stack(
@@ -110,9 +168,7 @@ def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ],
         axis=1,
     )
-    out_d = np.full((len(queries), k), index.bits + 1, np.int64)
-    out_i = np.full((len(queries), k), len(index), np.int64)
-    args = (
+    return (
         index._words,
         code_words(queries),
         query_keys,
@@ -121,13 +177,36 @@ def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         index.table_base,
         index.lengths,
         index._substring_masks,
-        k,
-        out_d,
-        out_i,
     )
-    if len(queries) < _PARALLEL_FROM:
-        _topk_serial(*args)
+
+
+def _launch(serial, parallel, num_queries: int, *args) -> None:
+    if num_queries < _PARALLEL_FROM:
+        serial(*args)
     else:
-        with _PARALLEL_LOCK:
-            _topk_parallel(*args)
+        with PARALLEL_LOCK:
+            parallel(*args)
+
+
+def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``MultiIndex.search`` compiled: ``(distances int32 [Q, k], indices int32 [Q, k])``."""
+    out_d = np.full((len(queries), k), index.bits + 1, np.int64)
+    out_i = np.full((len(queries), k), len(index), np.int64)
+    args = (*_index_args(index, queries), k, out_d, out_i)
+    _launch(_topk_serial, _topk_parallel, len(queries), *args)
     return out_d.astype(np.int32), out_i.astype(np.int32)
+
+
+def within(index, queries: np.ndarray, radius: int):
+    """The codes within ``radius`` of each query, compiled: ``(rows, distances, ids)``, int64
+    ``[total]`` each, in no particular order (``MultiIndex.range_search`` sorts them)."""
+    args = _index_args(index, queries)
+    starts = np.zeros(len(queries) + 1, np.int64)
+    empty = np.zeros(0, np.int64)
+    _launch(_within_serial, _within_parallel, len(queries), *args, radius, starts, empty, empty)
+    np.cumsum(starts, out=starts)
+    out_d = np.empty(starts[-1], np.int64)
+    out_i = np.empty(starts[-1], np.int64)
+    _launch(_within_serial, _within_parallel, len(queries), *args, radius, starts, out_d, out_i)
+    rows = np.repeat(np.arange(len(queries)), np.diff(starts))
+    return rows, out_d, out_i

@@ -16,7 +16,7 @@ from jaxhash import retrieval
 from jaxhash.metrics.inputs import RetrievalSet
 from jaxhash.metrics.ranking import Ranking
 from jaxhash.search.packing import popcount_distance
-from jaxhash.search.plan import backend_default
+from jaxhash.search.plan import backend_default, search_platform
 
 # Database passes hold [queries, rows] blocks of this many entries.
 _PASS_ENTRIES = {"cpu": 1 << 23}
@@ -117,7 +117,8 @@ def database_pass(
     num_queries, num_words = data.queries.shape
     n = data.database.shape[0]
     rows_local = -(-n // num_devices)
-    budget = backend_default(_PASS_ENTRIES, _PASS_ENTRIES_ACCELERATOR)
+    platform = search_platform(data.database, mesh)
+    budget = backend_default(_PASS_ENTRIES, _PASS_ENTRIES_ACCELERATOR, platform)
     chunk_rows = min(rows_local, database_block or max(1024, budget // 256))
     chunks = num_devices * -(-rows_local // chunk_rows)
     if query_block is None:

@@ -61,10 +61,16 @@ def unpack_codes(
 
 def check_packed(x: ArrayLike, name: str) -> jax.Array:
     """``x`` as packed codes ``uint8 [N, bytes]``, else a ValueError naming it."""
-    if isinstance(x, np.ndarray):
-        x = jnp.asarray(x)
-    x = jnp.asarray(x)
-    if x.dtype != jnp.uint8:
+    return _checked_packed(jnp.asarray(x), name)
+
+
+def check_packed_host(x: ArrayLike, name: str) -> np.ndarray:
+    """:func:`check_packed` as a NumPy array in host memory (no copy to a device)."""
+    return _checked_packed(np.asarray(x), name)
+
+
+def _checked_packed(x, name: str):
+    if x.dtype != np.uint8:
         raise ValueError(
             f"{name} must be packed codes (uint8 [N, ceil(K/8)], as from pack_codes); got dtype "
             f"{x.dtype}. Pack real-valued or +-1 codes with pack_codes(z)."

@@ -1,18 +1,26 @@
-"""The static plan of one search: tile, chunk and query-block sizes, and the database layouts.
+"""The static plan of one search: which implementation, tile, chunk and query-block sizes, and
+the database layouts.
 
 The database is searched in chunks of ``chunk_rows`` rows, cut into tiles of ``tile`` rows for
 the two-stage selection (:mod:`jaxhash.search.selection`), by blocks of ``query_block`` queries.
 The sizes bound the per-step arrays (``[queries, tiles]`` or ``[queries, rows]`` entries) by a
-per-backend budget. A plan is hashable: a static argument of the jitted search.
+per-platform budget. A plan is hashable: a static argument of the jitted search.
+
+Every choice comes from the call's arguments and the devices its data lives on
+(:func:`search_platform`: the mesh's devices, else the database array's), never from process
+state read while tracing: a caller who moves the data or changes ``impl`` gets the matching
+plan on the next call.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from jaxhash import kernels
 from jaxhash.search.packing import to_words
@@ -34,11 +42,72 @@ _ENTRY_BUDGET_ACCELERATOR = 1 << 27
 # The database-major first stage (CPUs) is fastest with about 128 queries per 2^15 tiles.
 _ENTRY_BUDGET_COLUMNS = 1 << 22
 _SELECTIONS = ("auto", "tiled", "flat")
+# The Hamming search's implementations: XLA, the fused Pallas first stage, or the compiled CPU
+# brute force of jaxhash.kernels.hamming_scan (numba, extra "search").
+SEARCH_IMPLS = ("auto", *kernels.IMPLS[1:], "numba")
 
 
-def backend_default(table: dict[str, int], accelerator: int) -> int:
-    """``table``'s value for the default backend ("cpu", ...), else ``accelerator``."""
-    return table.get(jax.default_backend(), accelerator)
+def backend_default(table: dict[str, int], accelerator: int, platform: str) -> int:
+    """``table``'s value for ``platform`` ("cpu", ...; :func:`search_platform`), else
+    ``accelerator``."""
+    return table.get(platform, accelerator)
+
+
+def search_platform(database, mesh: Mesh | None = None) -> str:
+    """The platform ("cpu", "gpu", "tpu") a search of ``database`` runs on: the mesh's devices,
+    else the devices holding ``database`` (a ``jax.Array``), else the default backend, where
+    JAX places a NumPy array (and where a traced value will run)."""
+    if mesh is not None:
+        return mesh.devices.flat[0].platform
+    if isinstance(database, jax.Array) and not isinstance(database, jax.core.Tracer):
+        return next(iter(database.devices())).platform
+    return jax.default_backend()
+
+
+def has_numba() -> bool:
+    """numba (extra ``search``) is installed."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def search_impl(
+    impl: str,
+    platform: str,
+    metric: str = "hamming",
+    mesh: Mesh | None = None,
+    xla_options: bool = False,
+    traced: bool = False,
+) -> str:
+    """The implementation ``impl`` names for a search on ``platform``: "xla", "pallas" or
+    "numba"; else a ValueError (an ImportError for "numba" without numba).
+
+    "auto" takes the compiled brute force ("numba") for Hamming codes on a CPU when numba is
+    installed, without a mesh, without ``xla_options`` (a selection or block sizes, which
+    shape the XLA search) and outside a trace (``traced``: the codes are abstract values
+    inside ``jax.jit``); else the Pallas first stage on GPUs and TPUs and XLA on CPUs.
+    """
+    if impl not in SEARCH_IMPLS:
+        raise ValueError(f"impl must be one of {SEARCH_IMPLS}; got {impl!r}.")
+    if impl == "numba":
+        if metric != "hamming":
+            raise ValueError(f"impl='numba' searches Hamming codes; got metric={metric!r}.")
+        if mesh is not None:
+            raise ValueError(
+                "impl='numba' searches host memory on one machine and takes no mesh; pass "
+                "mesh=None, or impl='auto' to search sharded over the mesh."
+            )
+        if traced:
+            raise ValueError(
+                "impl='numba' searches concrete arrays, not values traced inside jax.jit; use "
+                "impl='auto' or 'xla' there."
+            )
+        if not has_numba():
+            raise ImportError("impl='numba' needs numba: pip install 'jaxhash[search]'.")
+        return impl
+    compiled = metric == "hamming" and platform == "cpu" and mesh is None
+    compiled = compiled and not xla_options and not traced
+    if impl == "auto" and compiled and has_numba():
+        return "numba"
+    return kernels.resolve_impl(impl, platform)
 
 
 class _Plan(NamedTuple):
@@ -86,10 +155,13 @@ def _plan(
     database_block,
     selection,
     impl="xla",
+    platform="cpu",
 ):
+    """The plan of an XLA or Pallas search (``impl`` resolved by :func:`search_impl`) on
+    ``platform``."""
     rows_local = -(-num_rows // num_devices)
     if database_block is None:
-        database_block = backend_default(_DATABASE_BLOCK, _DATABASE_BLOCK_ACCELERATOR)
+        database_block = backend_default(_DATABASE_BLOCK, _DATABASE_BLOCK_ACCELERATOR, platform)
     tile = 1
     if metric == "hamming":
         tile = _tile_size(min(rows_local, database_block), k, selection)
@@ -99,20 +171,20 @@ def _plan(
     flat = tile == 1 or kt * tile >= chunk_tiles * tile
     if flat and metric == "hamming" and tile > 1:  # the tiles would hold the whole chunk
         return _plan(metric, num_queries, num_rows, width, k, num_devices, query_block,
-                     database_block, "flat", impl)  # fmt: skip
+                     database_block, "flat", impl, platform)  # fmt: skip
     chunk_rows = chunk_tiles * tile
-    pallas = metric == "hamming" and not flat and kernels.resolve_impl(impl) == "pallas"
+    pallas = metric == "hamming" and not flat and impl == "pallas"
     columns = (
         metric == "hamming"
         and not flat
         and not pallas
-        and jax.default_backend() in _DATABASE_MAJOR
+        and platform in _DATABASE_MAJOR
         # exact float32 keys (tile minimum, tile) over the padded tiles of a chunk
         and (32 * width + 2) * kernels.round_up(chunk_tiles, _SUPER_TILE) <= 2**24
     )
     entries = chunk_rows if flat else max(chunk_tiles, kt * tile)
     if query_block is None:
-        budget = backend_default(_ENTRY_BUDGET, _ENTRY_BUDGET_ACCELERATOR)
+        budget = backend_default(_ENTRY_BUDGET, _ENTRY_BUDGET_ACCELERATOR, platform)
         if columns:
             budget = _ENTRY_BUDGET_COLUMNS
         query_block = max(1, budget // entries)
