@@ -93,8 +93,9 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
 # One thread per query for batches; a few queries (a server's requests, each from its own
 # thread) run serially, and batches one at a time: numba's "workqueue" threading layer, the one
 # available everywhere, aborts when parallel kernels are launched from several threads at once.
-_topk_serial = numba.njit(cache=True)(_topk)
-_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
+# Both release the GIL, so a server's event loop keeps running during a search.
+_topk_serial = numba.njit(cache=True, nogil=True)(_topk)
+_topk_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_topk)
 _PARALLEL_FROM = 16  # queries
 _PARALLEL_LOCK = threading.Lock()
 
