@@ -373,7 +373,7 @@ def create_app(
         yield
         await anyio.to_thread.run_sync(batcher.close)
 
-    return Starlette(
+    app = Starlette(
         lifespan=lifespan,
         routes=[
             Route("/", page),
@@ -387,6 +387,8 @@ def create_app(
         middleware=[Middleware(_RequestLog)],
         exception_handlers={ApiError: api_error, HTTPException: http_error, 500: server_error},
     )
+    app.state.batcher = batcher  # its batch counts, for logs and tests
+    return app
 
 
 class _RequestLog:
