@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import io
 import logging
 import os
@@ -444,15 +445,20 @@ def load_service(
     threads: int | None = None,
     max_batch: int = 64,
     background: bool = False,
+    freeze_gc: bool = False,
 ):
     """The application of :func:`create_app` for an index file and its run (default: the run
     that built it), warmed up (:func:`warm_encoder`); with ``background`` the run loads in a
-    background thread while the index is already served."""
+    background thread while the index is already served. ``freeze_gc``: for a process that
+    only serves, :func:`gc.freeze` once the index is served and again once the run is
+    loaded (see :func:`serve`)."""
     index = load_index(index_path)
     load_encoder = functools.partial(warm_encoder, workdir or index.run)
+    if freeze_gc:
+        load_encoder = _then_freeze_gc(load_encoder)
     encoder = load_encoder if background else load_encoder()
     name = Path(index_path).name
-    return create_app(
+    app = create_app(
         index,
         encoder=encoder,
         limits=limits,
@@ -460,6 +466,20 @@ def load_service(
         threads=threads,
         max_batch=max_batch,
     )
+    if freeze_gc:
+        gc.freeze()
+    return app
+
+
+def _then_freeze_gc(load: Callable[[], Encoder]) -> Callable[[], Encoder]:
+    """``load``, then :func:`gc.freeze` of everything alive (the run's model, TensorFlow)."""
+
+    def load_and_freeze() -> Encoder:
+        encoder = load()
+        gc.freeze()
+        return encoder
+
+    return load_and_freeze
 
 
 def serve(
@@ -473,7 +493,13 @@ def serve(
     max_batch: int = 64,
 ) -> None:
     """Load the index, then serve until interrupted (uvicorn); the run's encoder loads in the
-    background meanwhile (uploads answer 503 until it is ready, a few seconds)."""
+    background meanwhile (uploads answer 503 until it is ready, a few seconds).
+
+    What is loaded is then frozen out of the cyclic garbage collector (:func:`gc.freeze`):
+    otherwise each full collection walks the hundreds of thousands of objects of JAX,
+    TensorFlow and the encoder, and no request is answered meanwhile (under load, full
+    collections of about a second stalled every request in flight; benchmarks/RESULTS.md).
+    Requests' own objects are still collected."""
     try:
         import multipart  # noqa: F401  (python-multipart, for uploads)
         import starlette  # noqa: F401
@@ -485,7 +511,13 @@ def serve(
 
     started = time.perf_counter()
     app = load_service(
-        index_path, workdir, limits=limits, threads=threads, max_batch=max_batch, background=True
+        index_path,
+        workdir,
+        limits=limits,
+        threads=threads,
+        max_batch=max_batch,
+        background=True,
+        freeze_gc=True,
     )
     log.info(
         "serving %s at http://%s:%d (index ready in %.1f s, the run loading; Ctrl-C stops)",
