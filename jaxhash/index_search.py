@@ -7,12 +7,12 @@ multi-index hash (:class:`MultiIndexSearch`, exact, :mod:`jaxhash.multi_index`) 
 one, else :class:`ScanSearch`, an exact brute-force scan. Both also answer a batch of queries
 at once (``search_many``; :func:`batch_search` gives it for any search function), which is how
 a server coalesces concurrent requests (:mod:`jaxhash.query_batching`); :func:`fastest_searcher`
-times both on the index's own codes and keeps the faster, since which one wins depends on how
-the codes spread (multi-index hashing is sublinear when near neighbours are close, and scans
-most of the tables when they are far, as for uniformly random codes).
+measures the CPU time of both on a batch of the index's own codes and keeps the cheaper, since
+which one wins depends on how the codes spread (multi-index hashing is sublinear when near
+neighbours are close, and probes many buckets when they are far, as for uniformly random codes).
 
 :class:`ScanSearch` runs the compiled scan of :mod:`jaxhash.kernels.hamming_scan` when numba is
-installed (extra ``search``): one pass over the codes per batch, the GIL released. Without
+installed (extras ``search``, ``serve``): one pass over the codes per batch, GIL released. Without
 numba it keeps the codes on the device as ``uint32`` words (zero-padded to whole words, which
 leaves Hamming distances unchanged); per query one jitted XLA program computes
 ``popcount(words ^ query)`` summed over the words for every row (uint8 while the code length
