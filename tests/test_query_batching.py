@@ -100,9 +100,7 @@ def test_a_failing_query_fails_alone():
     rows = [*[r for r in range(1, 30) if CODES[r, 0] != poison][:12], 7]
     search = _Recording(gate, poison=poison)
     batcher = _batcher(search)
-    answers = asyncio.run(
-        _queue_behind_a_held_batch(batcher, search, gate, [(r, 6) for r in rows])
-    )
+    answers = asyncio.run(_queue_behind_a_held_batch(batcher, search, gate, [(r, 6) for r in rows]))
     batcher.close()
     assert isinstance(answers[-1], RuntimeError) and "poisoned" in str(answers[-1])
     want_d, want_i = retrieval.hamming_topk(CODES[rows[:-1]], CODES, 6)
