@@ -259,7 +259,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-batch",
         type=int,
         default=64,
-        help="most concurrent searches answered by one batched search (1: each alone)",
+        help="most concurrent searches answered by one batched search (default 64; 1: alone)",
     )
 
 
