@@ -25,8 +25,9 @@ import numpy as np
 LOCK_NAME = ".lock"
 
 
-class WorkdirLockedError(RuntimeError):
-    """Another process is training into the run folder."""
+class WorkdirLockedError(BlockingIOError):
+    """Another process is training into the run folder (the lock would block): an expected
+    error, whose message names the holder and the fix."""
 
 
 @contextlib.contextmanager

@@ -24,9 +24,11 @@ continues where it stopped: a long study fits machines lent for minutes at a tim
 without TensorFlow; the examples then come in the file's order rather than TFDS's, so its rows
 are not bit-identical to TFDS-read ones (the row records its reader).
 
-Row fields: method, kl_form, loss weights, bits, seed, protocol, epochs, steps, wall_s,
-device, ``metrics`` (sign codes ranked by Hamming distance), ``real_valued`` (the outputs z
-ranked by Euclidean and by cosine distance), ``gap_cosine_minus_hamming`` (what binarisation
+Row fields: method, kl_form, loss weights, bits, seed, protocol, epochs, steps, wall_s (the
+wall time of the process that finished the row), train_s and median_images_per_s (the training
+loop over every process that trained it, from its log), device, ``metrics`` (sign codes
+ranked by Hamming distance), ``real_valued`` (the outputs z ranked by Euclidean and by cosine
+distance), ``gap_cosine_minus_hamming`` (what binarisation
 loses, per metric), ``random_codes`` and ``train_log`` (the last training log line: every loss
 term and the diagnostics of jaxhash.diagnostics).
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -148,6 +151,31 @@ def _last_train_log(workdir: Path) -> dict:
     return train_lines[-1] if train_lines else {}
 
 
+def training_time(workdir: Path, batch_size: int, log_every: int) -> dict:
+    """Seconds spent in the training loop over every process that trained the run, and the
+    median images/s, from its log (``metrics.jsonl``): each line's window is the steps since the
+    line before it (``log_every``, or fewer, on the first line after a resume) over its
+    images/s. Robust to a row resumed across processes, where ``wall_s`` is the last process's
+    wall time only; evaluation is not included. {} without a training log."""
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    seconds, speeds, previous = 0.0, [], 0
+    for line in lines:
+        if "images_per_s" not in line:
+            continue
+        step, speed = int(line["step"]), float(line["images_per_s"])
+        steps = step - previous if step > previous else min(step, log_every)
+        seconds += steps * batch_size / speed
+        speeds.append(speed)
+        previous = step
+    if not speeds:
+        return {}
+    median = statistics.median(speeds)
+    return {"train_s": round(seconds, 1), "median_images_per_s": round(median, 1)}
+
+
 def run_row(
     spec: str,
     data: str,
@@ -212,6 +240,7 @@ def run_row(
         "targets": config.loss.similarity,
         "text_relevance": text_relevance,
         "train_log": _last_train_log(run_dir),
+        **training_time(run_dir, int(config.batch_size), int(config.train.log_every)),
         "config": f"configs/{config_file}:{spec}",
         "reader": reader,
     }

@@ -1,5 +1,6 @@
-"""The names users import from jaxhash.losses and jaxhash.retrieval (README, the notebook, docs)
-stay importable there, and are the very objects of the modules that define them."""
+"""The names users import from jaxhash.losses, jaxhash.retrieval and jaxhash.semantics.text
+(README, the notebook, docs, benchmarks) stay importable there, and are the very objects of
+the modules that define them."""
 
 import importlib
 import inspect
@@ -14,6 +15,9 @@ from jaxhash.evaluation import encoding
 from jaxhash.losses import classification, kl, regularizers, similarity, total
 from jaxhash.search import faiss as faiss_bridge
 from jaxhash.search import packing, plan
+from jaxhash.semantics import text
+from jaxhash.semantics.text import bert, encoder, targets, weights
+from jaxhash.semantics.text import packing as sentence_packing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,14 @@ HOMES = {
         plan: ["backend_default"],
         faiss_bridge: ["faiss_index", "check_faiss_factory"],
         retrieval: "search hamming_topk embedding_topk check_k check_mesh".split(),
+    },
+    text: {
+        bert: "BertConfig MINILM_L6 packed_sentence_embeddings sentence_embeddings".split(),
+        encoder: ["SentenceEncoder", "SHAPES"],
+        sentence_packing: "DEFAULT_LENGTH_BUCKETS DEFAULT_PACK_LENGTH pack_rows plan_passes "
+        "plan_fixed_passes".split(),
+        targets: ["caption_distances"],
+        weights: ["INSTALL_HINT", "MODEL_PACKAGE", "default_model_dir"],
     },
 }
 CASES = [

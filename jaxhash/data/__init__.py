@@ -7,7 +7,8 @@ dict or a :class:`DataConfig`; see :mod:`jaxhash.data.config` for the fields)::
     for batch in train_iterator(config, mesh, start_step=step): ...   # forever
     for batch in eval_batches(config, "test", mesh, batch_size=512): ...  # each example once
 
-Data sets (``config.data.name``): ``synthetic_hierarchy`` (the embedded default, generated,
+Data sets (``config.data.name``, one module each in :mod:`jaxhash.data.datasets`):
+``synthetic_hierarchy`` (the embedded default, generated,
 no download), ``cifar100`` (TFDS download on request, the official archive or an ``.npz`` in
 ``manual_dir``; ``reader="numpy"`` reads the ``.npz`` without TensorFlow), ``imagenet2012``
 (TFDS, manual download; ``classes="imagenet100"`` for the ImageNet-100 hashing subset),
@@ -63,11 +64,15 @@ _SUBMODULES = (
     "augment",
     "builders",
     "captions",
+    "datasets",
+    "label_space",
     "memory",
     "pipeline",
+    "prepare",
     "preprocess",
     "sharding",
     "sources",
+    "split",
     "stream",
     "synthetic",
     "tf_setup",
@@ -83,11 +88,6 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     globals()[name] = value
     return value
-
-
-# Counts of the ImageNet-100 hashing subset in ILSVRC2012 (jaxhash/semantics/data/README.md):
-# all train images of its 100 classes, and their 5,000 validation images.
-_IMAGENET100_SIZES = {"train": 128_503, "validation": 5_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +108,7 @@ class DatasetInfo:
       image_shape: ``(S, S, 3)`` of the batches' images.
       holdout_labels: zero-shot labels (never in training); ``seen_labels`` the others.
       augment: the augmentation style resolved from ``config.data.augment``.
+      class_glosses: a definition per class name (CIFAR-100's WordNet glosses), or empty.
       hierarchy: the class tree (:class:`ClassHierarchy`, built on first access; WordNet
         trees need WordNet), or None (captions, or non-WordNet folder labels).
     """
@@ -159,6 +160,13 @@ class DatasetInfo:
         held = set(self.holdout_labels)
         return tuple(i for i in range(self.num_classes) if i not in held)
 
+    @property
+    def class_glosses(self) -> dict[str, str]:
+        """A definition per class name where the data set has them (CIFAR-100: WordNet's
+        glosses), else empty; used to describe classes in sentences."""
+        glosses = self.source.class_glosses
+        return {} if glosses is None else dict(glosses())
+
     @functools.cached_property
     def hierarchy(self) -> ClassHierarchy | None:
         fn = self.source.hierarchy_fn
@@ -171,9 +179,8 @@ def _count(source: Source, split: str, subset: str) -> int | None:
     held = subset == "holdout" or (subset == "seen" and bool(source.holdout))
     if source.remap is None and not held:
         return source.split_sizes.get(split)
-    cfg = source.config
-    if not held and cfg.name == "imagenet2012" and cfg.classes == "imagenet100":
-        return _IMAGENET100_SIZES.get(split)
+    if not held and source.subset_sizes is not None:
+        return source.subset_sizes.get(split)
     return None  # a filtered stream: unknown without a full pass
 
 

@@ -1,8 +1,8 @@
 """The input pipeline's view of a config: the validated ``data`` block, frozen.
 
-The fields of the data block, their defaults and their checks are part of the one experiment
-schema, :func:`jaxhash.config.default_config` (each field documented in
-:func:`jaxhash.config.data_defaults`), and are validated by :func:`jaxhash.config.validate_config`.
+The fields of the data block, their defaults and their checks are rows of the one experiment
+schema, the field table :data:`jaxhash.config.fields.FIELDS` (each documented there and in
+``docs/config.md``), and are validated by :func:`jaxhash.config.validate_config`.
 :func:`data_config` returns them as a :class:`DataConfig`, immutable and hashable, with the three
 settings the pipeline takes from the rest of the config: ``global_batch_size``
 (``config.batch_size``), ``eval_batch_size`` (``config.eval.batch_size``, None when 0) and

@@ -6,7 +6,7 @@ source (a file and its sha256, a TFDS download, or the generator's settings), th
 per split, whether the splits have the official full sizes, and when it was built. A run
 that asks for a data set without naming its source (``cifar100`` without ``manual_dir``)
 reuses a prepared folder only when this record says it is the full data set
-(:func:`jaxhash.data.sources._open_cifar100`), and the console says what was used.
+(:mod:`jaxhash.data.datasets.cifar100`), and the console says what was used.
 """
 
 from __future__ import annotations

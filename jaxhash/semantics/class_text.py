@@ -2,9 +2,9 @@
 
 The paper's second kind of target is the cosine distance between sentence embeddings of
 captions (arXiv 2005.04917). Applied to a labelled data set, each class gets one sentence, its
-name and WordNet gloss (CIFAR-100: "maple tree: any of numerous trees or shrubs of the genus
-Acer bearing winged seeds borne in pairs; ..."; the glosses ship in
-``data/cifar100_synsets.tsv``; other data sets: the class name), embedded with
+name and, where the data set defines its classes (``DatasetInfo.class_glosses``), its gloss
+(CIFAR-100: "maple tree: any of numerous trees or shrubs of the genus Acer bearing winged seeds
+borne in pairs; ...", WordNet's glosses shipped in ``data/cifar100_synsets.tsv``), embedded with
 all-MiniLM-L6-v2 (:class:`jaxhash.semantics.text.SentenceEncoder`, the optional ``text``
 extra). The class similarity is ``S_ab = max(cos(e_a, e_b), 0)`` with ``S_aa = 1``, the graded
 relevance jaxhash uses for captions; ``1 - S`` is the distance the similarity loss matches.
@@ -16,7 +16,7 @@ mAHP@k with it; the hierarchy's kinds (``SIMILARITY_KINDS``) are the other choic
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,18 +26,16 @@ TEXT = "text"
 KINDS = (*SIMILARITY_KINDS, TEXT)
 
 
-def class_descriptions(class_names: Sequence[str], dataset: str) -> list[str]:
-    """One sentence per class: ``"<name>: <WordNet gloss>"`` for CIFAR-100, else the name
-    (underscores as spaces)."""
-    names = [str(n) for n in class_names]
-    glosses: dict[str, str] = {}
-    if dataset == "cifar100":
-        from jaxhash.semantics.known import cifar100_definitions
-
-        glosses = cifar100_definitions()
+def class_descriptions(
+    class_names: Sequence[str], glosses: Mapping[str, str] | None = None
+) -> list[str]:
+    """One sentence per class: ``"<name>: <gloss>"`` where ``glosses`` defines the class
+    (CIFAR-100: its WordNet glosses, ``DatasetInfo.class_glosses``), else the name; underscores
+    as spaces."""
+    glosses = glosses or {}
     return [
         f"{n.replace('_', ' ')}: {glosses[n]}" if n in glosses else n.replace("_", " ")
-        for n in names
+        for n in map(str, class_names)
     ]
 
 
@@ -62,8 +60,9 @@ def text_similarity(descriptions: Sequence[str]) -> np.ndarray:
 
 
 def class_similarity(info, kind: str) -> np.ndarray | None:
-    """``[C, C]`` class similarity of a data set (``jaxhash.data.DatasetInfo``) of ``kind``:
-    one of the hierarchy's kinds (None when the data set has no hierarchy) or ``"text"``."""
+    """``[C, C]`` class similarity of a data set (``jaxhash.data.DatasetInfo``: its
+    ``class_names``, ``class_glosses`` and ``hierarchy``) of ``kind``: one of the hierarchy's
+    kinds (None when the data set has no hierarchy) or ``"text"``."""
     if kind not in KINDS:
         raise ValueError(f"the class similarity must be one of {KINDS}; got {kind!r}.")
     if kind == TEXT:
@@ -72,5 +71,5 @@ def class_similarity(info, kind: str) -> np.ndarray | None:
                 f"data set {info.name!r} has no classes to describe: 'text' class similarity "
                 "needs labelled data (caption data trains on caption embeddings instead)."
             )
-        return text_similarity(class_descriptions(info.class_names, info.name))
+        return text_similarity(class_descriptions(info.class_names, info.class_glosses))
     return None if info.hierarchy is None else info.hierarchy.similarity(kind)

@@ -11,7 +11,7 @@ import pytest
 from jaxhash import data
 from jaxhash.data import cifar100_npz
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(npz, tmp_path, **changes):

@@ -115,3 +115,28 @@ def test_whitening_from_an_empty_training_set_is_an_error_naming_the_field(synth
     empty = {**synthetic, "holdout_classes": list(names)}
     with pytest.raises(ValueError, match=r"config\.data\.holdout_classes holds out every class"):
         data.first_train_images(empty, 10, "config.model.whitening_images")
+
+
+def test_numpy_preprocessing_equals_the_tensorflow_ops():
+    """In-memory batches are finished in NumPy: pad-crop-flip and the normalisation give the
+    same bits as augment's TensorFlow ops (float32 and bfloat16)."""
+    import tensorflow as tf
+
+    from jaxhash.data import preprocess
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    u = rng.uniform(size=(64, augment.NUM_UNIFORMS)).astype(np.float32)
+    for padding in (0, 4):
+        np.testing.assert_array_equal(
+            preprocess.pad_crop_flip(images, u, padding),
+            augment.pad_crop_flip(tf.constant(images), tf.constant(u), padding).numpy(),
+        )
+    mean, std = (0.507, 0.4865, 0.441), (0.267, 0.256, 0.276)
+    for name, tf_dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+        ours = preprocess.normalize(
+            images, mean, std, preprocess.image_dtype(data.data_config({"image_dtype": name}))
+        )
+        theirs = augment.normalize(tf.cast(images, tf.float32), mean, std, tf_dtype).numpy()
+        assert ours.dtype.itemsize == theirs.dtype.itemsize
+        np.testing.assert_array_equal(ours.view(np.uint8), theirs.view(np.uint8))
