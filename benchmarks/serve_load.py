@@ -3,6 +3,7 @@
     python -m benchmarks.serve_load            # 10^6 random 64-bit codes; 1, 8 and 64 clients
     python -m benchmarks.serve_load --quick    # 10^4 codes, 8 clients, a few hundred requests
     python -m benchmarks.serve_load --workdir RUN --codes 100000 --clients 16
+    python -m benchmarks.serve_load --max-batch 1   # the server without coalescing
 
 Builds an index-like file of random codes (fake paths; the bits of the run), starts the real
 command ``python -m jaxhash serve`` on a free port of 127.0.0.1 (and only there), waits for it,
@@ -14,7 +15,10 @@ quick demo trained for a few steps at ``--bits`` into a temporary folder.
 
 One JSON line per endpoint and level: requests/s, p50/p99 latency (client side: request sent
 to answer read), errors (non-200 answers and failed connections), the server's resident memory
-(VmRSS) when ready and before and after the level, and the shapes.
+(VmRSS) when ready and before and after the level, the CPU time per request of the server (all
+its threads) and of the clients, and the shapes. The CPU times hardly depend on other work on
+the machine, unlike the latencies: on a busy machine they say what the same run would cost
+alone.
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def train_quick_run(workdir: Path, bits: int) -> Path:
@@ -86,11 +96,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(index: Path, run: Path, port: int, log: Path) -> subprocess.Popen:
-    """``python -m jaxhash serve`` on ``HOST:port``, its output to ``log``; waits until it
-    answers and its encoder is loaded (at most 5 minutes)."""
+def start_server(
+    index: Path, run: Path, port: int, log: Path, max_batch: int | None = None
+) -> subprocess.Popen:
+    """``python -m jaxhash serve`` on ``HOST:port`` (``--max-batch`` when given), its output to
+    ``log``; waits until it answers and its encoder is loaded (at most 5 minutes)."""
     command = [sys.executable, "-m", "jaxhash", "serve", "--index", str(index)]
     command += ["--workdir", str(run), "--host", HOST, "--port", str(port)]
+    if max_batch is not None:
+        command += ["--max-batch", str(max_batch)]
     server = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -203,8 +217,9 @@ def query_png(size: int = 64, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def _row(endpoint, shape, latencies, errors, seconds, rss_before, rss_after, rss_start):
+def _row(endpoint, shape, latencies, errors, seconds, rss_before, rss_after, rss_start, cpu):
     lat = np.asarray(latencies) if latencies else np.full(1, np.nan)
+    server_cpu, client_cpu = cpu
     p50 = float(np.percentile(lat, 50))
     return emit(
         "serve_load",
@@ -221,6 +236,8 @@ def _row(endpoint, shape, latencies, errors, seconds, rss_before, rss_after, rss
         rss_start_mb=round(rss_start, 1),
         rss_before_mb=round(rss_before, 1),
         rss_after_mb=round(rss_after, 1),
+        server_cpu_ms_per_request=round(1e3 * server_cpu / shape["requests"], 3),
+        client_cpu_ms_per_request=round(1e3 * client_cpu / shape["requests"], 3),
     )
 
 
@@ -237,6 +254,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workdir", default=None, help="encoding run (default: quick demo)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-batch", type=int, default=None, help="the server's --max-batch (its default)"
+    )
     args = parser.parse_args(argv)
     sizes = (10**4, [8], 400, 40) if args.quick else (10**6, [1, 8, 64], 10_000, 1_000)
     codes, levels, neighbors, searches = (
@@ -252,7 +272,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         run = Path(args.workdir) if args.workdir else train_quick_run(tmp / "run", args.bits)
         index = random_index(tmp / "load.npz", run, codes, args.bits, args.seed)
         port = free_port()
-        server = start_server(index, run, port, tmp / "server.log")
+        server = start_server(index, run, port, tmp / "server.log", args.max_batch)
         try:
             rss_start = rss_mb(server.pid)
             most = max(levels)
@@ -270,11 +290,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             _upload(f"/api/search?k={args.k}", pngs[i % 16]) for i in range(count)
                         ]
                     rss_before = rss_mb(server.pid)
+                    server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
                     measured = asyncio.run(load(port, requests, clients))
+                    cpu = (
+                        cpu_seconds(server.pid) - server_cpu,
+                        time.process_time() - client_cpu,
+                    )
                     shape = {"codes": codes, "bits": args.bits, "k": args.k}
                     shape |= {"clients": clients, "requests": count}
+                    if args.max_batch is not None:
+                        shape["max_batch"] = args.max_batch
+                    rss_after = rss_mb(server.pid)
                     rows.append(
-                        _row(endpoint, shape, *measured, rss_before, rss_mb(server.pid), rss_start)
+                        _row(endpoint, shape, *measured, rss_before, rss_after, rss_start, cpu)
                     )
         finally:
             server.terminate()

@@ -254,7 +254,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
     parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest image")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")
-    parser.add_argument("--threads", type=int, default=None, help="searches at once (cores)")
+    parser.add_argument("--threads", type=int, default=None, help="uploads at once (cores)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        help="most concurrent searches answered by one batched search (default 64; 1: alone)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -272,6 +278,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         limits=limits,
         threads=args.threads,
+        max_batch=args.max_batch,
     )
 
 

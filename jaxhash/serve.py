@@ -2,9 +2,11 @@
 
     jaxhash serve --index INDEX.npz [--workdir RUN] [--host 127.0.0.1] [--port 8000]
         [--max-upload-mb 20] [--max-megapixels 50] [--max-k 100] [--threads CORES]
+        [--max-batch 64]
 
-Starlette under uvicorn (the ``serve`` extra). The index, its search (:mod:`jaxhash.index_search`)
-and the run's encoder (:class:`jaxhash.image_index.Encoder`, warmed up on one blank image) are
+Starlette under uvicorn (the ``serve`` extra). The index, its search (:mod:`jaxhash.index_search`:
+the multi-index or the scan, whichever answers a batch of the index's own codes faster) and the
+run's encoder (:class:`jaxhash.image_index.Encoder`, warmed up on one blank image) are
 loaded once at start, the encoder in a background thread (uploads answer 503 until it is
 ready; the index is served in the meantime); then:
 
@@ -17,18 +19,23 @@ ready; the index is served in the meantime); then:
 
 Searches answer ``{"results": [{"id", "path", "distance"}], "k", "size", "query_ms",
 "search_ms"}`` (distances in bits; ``query_ms``: the whole query, encoding included;
-``search_ms``: the Hamming search alone). Files are served only when the index lists them and
+``search_ms``: the Hamming search, its wait for a batch included). Searches of concurrent
+requests are coalesced (:mod:`jaxhash.query_batching`): the queries waiting while a search runs
+are answered together by the next one, up to ``max_batch``, with the same answers as one search
+each; a lone request is searched at once. Files are served only when the index lists them and
 they resolve (symbolic links followed) inside the index's root. Every refusal is a 4xx with a
 one-line body ``{"error": "..."}``; an unexpected failure is a 500 with a one-line body, its
-traceback goes to the log. Each request is logged in one INFO line. Searches, uploads and
-thumbnails run in worker threads, at most ``threads`` at once (default: one per core), while
-the event loop keeps reading requests.
+traceback goes to the log. Each request is logged in one INFO line. Searches run in the
+batching thread; uploads (decoding, encoding) and thumbnails in worker threads, at most
+``threads`` at once (default: one per core), while the event loop keeps reading requests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import io
 import logging
 import os
@@ -41,7 +48,8 @@ import numpy as np
 
 from jaxhash import console
 from jaxhash.image_index import Encoder, ImageIndex, load_index
-from jaxhash.index_search import SearchFn, searcher
+from jaxhash.index_search import SearchFn, batch_search, fastest_searcher
+from jaxhash.query_batching import QueryBatcher
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +121,14 @@ def check_image(data: bytes, limits: Limits) -> None:
 
 
 class _Service:
-    """The loaded index, its search and encoder; the work behind each route (thread-safe).
+    """The loaded index, its batched search and encoder; the work behind each route.
 
     ``encoder``: an :class:`Encoder`, None, or a function that loads one, called in a
     background thread so that the index is served while the run loads (``encoder_state``
     "loading", then "ready" or the error)."""
 
-    def __init__(self, index, index_name, search, encoder, limits):
-        self.index, self.index_name, self.search, self.limits = index, index_name, search, limits
+    def __init__(self, index, index_name, batcher: QueryBatcher, encoder, limits):
+        self.index, self.index_name, self.batcher, self.limits = index, index_name, batcher, limits
         self.root = Path(index.root).resolve()
         self.thumbnail = functools.lru_cache(_THUMB_CACHE)(self._thumbnail)
         self.encoder: Encoder | None = None
@@ -185,9 +193,11 @@ class _Service:
             raise ApiError(404, f"no image with id {i}: ids are 0 to {len(self.index) - 1}.")
         return i
 
-    def results(self, code: np.ndarray, k: int, started: float, **extra) -> dict:
+    async def results(self, code: np.ndarray, k: int, started: float, **extra) -> dict:
+        """The answer to a search for ``code``: its ``k`` nearest (batched with the searches
+        that wait beside it); ``started``: when the request's work began."""
         t0 = time.perf_counter()
-        distances, ids = self.search(code, k)
+        distances, ids = await self.batcher.search(code, k)
         done = time.perf_counter()
         paths = self.index.paths
         return {
@@ -202,12 +212,13 @@ class _Service:
             "query_ms": round(1e3 * (done - started), 3),
         }
 
-    def neighbors(self, i: int, k: int) -> dict:
+    async def neighbors(self, i: int, k: int) -> dict:
         started = time.perf_counter()
-        return self.results(self.index.codes[i], k, started, query={"id": i})
+        return await self.results(self.index.codes[i], k, started, query={"id": i})
 
-    def search_image(self, data: bytes, name: str, k: int) -> dict:
-        started = time.perf_counter()
+    def encode_upload(self, data: bytes) -> np.ndarray:
+        """The packed code of an uploaded image (ApiError 503 without an encoder, 400 / 413
+        for bytes that are not one image within the limits)."""
         if self.encoder is None:
             if self.encoder_state == "loading":
                 raise ApiError(503, "the run's encoder is still loading: try again in seconds.")
@@ -220,8 +231,7 @@ class _Service:
             view = self.encoder.view(io.BytesIO(data))
         except ValueError as error:
             raise ApiError(400, "the image cannot be decoded.") from error
-        code = self.encoder.encode_views([view[None]])[0]
-        return self.results(code, k, started, query={"name": name})
+        return self.encoder.encode_views([view[None]])[0]
 
     def file(self, i: int) -> Path:
         """The absolute path of image ``i`` if it lies inside the root (ApiError 404 else)."""
@@ -257,15 +267,17 @@ def create_app(
     limits: Limits = Limits(),
     index_name: str = "index",
     threads: int | None = None,
+    max_batch: int = 64,
 ):
     """The Starlette application over ``index`` (see the module docstring).
 
     ``encoder``: encodes uploads (None: ``/api/search`` answers 503); its code length must be
     the index's. A function returning one is run in a background thread: until it returns,
     uploads answer 503 and everything else works. ``search``: default
-    :func:`jaxhash.index_search.searcher` of the index.
-    ``threads``: searches, uploads and thumbnails computed at once (default: one per CPU core;
-    more only queue on the GIL and lengthen the slowest answers).
+    :func:`jaxhash.index_search.fastest_searcher` of the index (timed at start).
+    ``threads``: uploads and thumbnails computed at once (default: one per CPU core; more only
+    queue on the GIL and lengthen the slowest answers). ``max_batch``: the most concurrent
+    searches answered by one batched search (1: each alone).
     """
     import anyio
     from starlette.applications import Starlette
@@ -276,7 +288,10 @@ def create_app(
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    service = _Service(index, index_name, search or searcher(index), encoder, limits)
+    search = search or fastest_searcher(index, k=min(limits.default_k, len(index)))
+    width = int(np.shape(index.codes)[1])
+    batcher = QueryBatcher(batch_search(search), width=width, size=len(index), max_batch=max_batch)
+    service = _Service(index, index_name, batcher, encoder, limits)
     workers = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
 
     async def in_worker(fn, *args):
@@ -291,12 +306,14 @@ def create_app(
     async def neighbors(request):
         i = service.image_id(request.path_params["id"])
         k = parse_k(request.query_params.get("k"), limits, len(index))
-        return JSONResponse(await in_worker(service.neighbors, i, k))
+        return JSONResponse(await service.neighbors(i, k))
 
     async def search(request):
         k = parse_k(request.query_params.get("k"), limits, len(index))
         data, name = await _read_upload(request)
-        return JSONResponse(await in_worker(service.search_image, data, name, k))
+        started = time.perf_counter()
+        code = await in_worker(service.encode_upload, data)
+        return JSONResponse(await service.results(code, k, started, query={"name": name}))
 
     async def _read_upload(request) -> tuple[bytes, str]:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -352,7 +369,13 @@ def create_app(
         log.error("%s %s failed", request.method, request.url.path, exc_info=error)
         return _json_error(500, "internal error: see the server's log.")
 
-    return Starlette(
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await anyio.to_thread.run_sync(batcher.close)
+
+    app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/", page),
             Route("/api/info", info),
@@ -365,6 +388,8 @@ def create_app(
         middleware=[Middleware(_RequestLog)],
         exception_handlers={ApiError: api_error, HTTPException: http_error, 500: server_error},
     )
+    app.state.batcher = batcher  # its batch counts, for logs and tests
+    return app
 
 
 class _RequestLog:
@@ -418,16 +443,43 @@ def load_service(
     *,
     limits: Limits = Limits(),
     threads: int | None = None,
+    max_batch: int = 64,
     background: bool = False,
+    freeze_gc: bool = False,
 ):
     """The application of :func:`create_app` for an index file and its run (default: the run
     that built it), warmed up (:func:`warm_encoder`); with ``background`` the run loads in a
-    background thread while the index is already served."""
+    background thread while the index is already served. ``freeze_gc``: for a process that
+    only serves, :func:`gc.freeze` once the index is served and again once the run is
+    loaded (see :func:`serve`)."""
     index = load_index(index_path)
     load_encoder = functools.partial(warm_encoder, workdir or index.run)
+    if freeze_gc:
+        load_encoder = _then_freeze_gc(load_encoder)
     encoder = load_encoder if background else load_encoder()
     name = Path(index_path).name
-    return create_app(index, encoder=encoder, limits=limits, index_name=name, threads=threads)
+    app = create_app(
+        index,
+        encoder=encoder,
+        limits=limits,
+        index_name=name,
+        threads=threads,
+        max_batch=max_batch,
+    )
+    if freeze_gc:
+        gc.freeze()
+    return app
+
+
+def _then_freeze_gc(load: Callable[[], Encoder]) -> Callable[[], Encoder]:
+    """``load``, then :func:`gc.freeze` of everything alive (the run's model, TensorFlow)."""
+
+    def load_and_freeze() -> Encoder:
+        encoder = load()
+        gc.freeze()
+        return encoder
+
+    return load_and_freeze
 
 
 def serve(
@@ -438,9 +490,16 @@ def serve(
     port: int = 8000,
     limits: Limits = Limits(),
     threads: int | None = None,
+    max_batch: int = 64,
 ) -> None:
     """Load the index, then serve until interrupted (uvicorn); the run's encoder loads in the
-    background meanwhile (uploads answer 503 until it is ready, a few seconds)."""
+    background meanwhile (uploads answer 503 until it is ready, a few seconds).
+
+    What is loaded is then frozen out of the cyclic garbage collector (:func:`gc.freeze`):
+    otherwise each full collection walks the hundreds of thousands of objects of JAX,
+    TensorFlow and the encoder, and no request is answered meanwhile (under load, full
+    collections of about a second stalled every request in flight; benchmarks/RESULTS.md).
+    Requests' own objects are still collected."""
     try:
         import multipart  # noqa: F401  (python-multipart, for uploads)
         import starlette  # noqa: F401
@@ -451,7 +510,15 @@ def serve(
         ) from None
 
     started = time.perf_counter()
-    app = load_service(index_path, workdir, limits=limits, threads=threads, background=True)
+    app = load_service(
+        index_path,
+        workdir,
+        limits=limits,
+        threads=threads,
+        max_batch=max_batch,
+        background=True,
+        freeze_gc=True,
+    )
     log.info(
         "serving %s at http://%s:%d (index ready in %.1f s, the run loading; Ctrl-C stops)",
         Path(index_path).name,

@@ -149,11 +149,12 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
 
 
 # One thread per query for batches; a few queries (a server's requests, each from its own
-# thread) run serially, and batches one at a time (jaxhash.kernels.numba_threads).
-_topk_serial = numba.njit(cache=True)(_topk)
-_topk_parallel = numba.njit(parallel=True, cache=True)(_topk)
-_within_serial = numba.njit(cache=True)(_within)
-_within_parallel = numba.njit(parallel=True, cache=True)(_within)
+# thread) run serially, and batches one at a time (jaxhash.kernels.numba_threads). All release
+# the GIL, so a server's event loop keeps running during a search.
+_topk_serial = numba.njit(cache=True, nogil=True)(_topk)
+_topk_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_topk)
+_within_serial = numba.njit(cache=True, nogil=True)(_within)
+_within_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_within)
 _PARALLEL_FROM = 16  # queries
 
 
