@@ -6,6 +6,7 @@ import pytest
 from benchmarks import search_scale
 
 
+@pytest.mark.slow
 def test_brute_force_rows_and_table():
     pytest.importorskip("faiss")
     args = "--sizes 20000 --queries 50 --kinds uniform --k 5 --brute-force --peers"

@@ -97,6 +97,7 @@ def test_the_numpy_reader_rejects_archives_and_bad_arrays(cifar_sample, tmp_path
         data.get_dataset_info(_config(missing, tmp_path))
 
 
+@pytest.mark.slow
 def test_a_study_row_trains_without_tensorflow(cifar_sample, tmp_path):
     """With TensorFlow, TFDS and nltk unimportable: a study row trains and evaluates from the
     .npz (reader "numpy"), and a data set read through TFDS fails with one error naming the

@@ -33,7 +33,7 @@ def _codes(rng, kind, rows, num_bytes):
     return centres[rng.integers(0, 8, rows)] ^ flips
 
 
-@pytest.fixture(params=["serial", "parallel"])
+@pytest.fixture(params=["serial", pytest.param("parallel", marks=pytest.mark.slow)])
 def threads(request, monkeypatch):
     """Small searches run in the calling thread; "parallel" sends them to the threads, with the
     database split into 3 parts (parts may hold fewer than k rows, or none)."""
