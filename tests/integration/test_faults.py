@@ -22,19 +22,20 @@ Cases of the audit tested elsewhere with the same assertion:
   tests/test_train.py::test_a_checkpoint_whose_model_outputs_nan_is_deleted; the audit's
   learning rate 1e30 stopped as 1e4 does here (step 1, checkpoint 1 deleted, none left);
 - CIFAR-100 without ``manual_dir`` when only a subset is prepared, and a home-made
-  ``cifar-100-python.tar.gz`` refused by its sha256: in tests/test_data.py,
+  ``cifar-100-python.tar.gz`` refused by its sha256: in tests/data/datasets/test_cifar100.py,
   test_prepared_cifar100_records_its_provenance_and_a_subset_is_never_taken_silently and
   test_a_python_archive_is_opened_only_if_it_is_the_official_one;
 - the losses on invalid inputs (labels outside [0, C), an all-False mask: ValueError when
   concrete, NaN under jit; a sampling KL form without a key):
-  tests/test_losses.py::test_labels_out_of_range_are_an_error_or_nan_under_jit,
-  tests/test_losses.py::test_all_masked_batch_is_an_error_or_nan_under_jit,
-  tests/test_kl_forms.py::test_sampling_forms_need_a_key;
+  tests/losses/test_common.py::test_labels_out_of_range_are_an_error_or_nan_under_jit,
+  tests/losses/test_common.py::test_all_masked_batch_is_an_error_or_nan_under_jit,
+  tests/losses/test_kl_forms.py::test_sampling_forms_need_a_key;
 - a truncated .npz or a text file as ``--queries``:
   tests/test_cli.py::test_an_npz_given_as_codes_is_named,
   tests/test_cli.py::test_a_file_that_is_not_codes_is_named; as ``data.manual_dir``:
-  tests/test_cli.py::test_bad_data_is_one_line_and_nothing_else_reaches_stderr (a text file,
-  the whole stderr checked) and tests/test_data.py::test_a_broken_npz_is_named (both).
+  tests/integration/test_command_line.py::
+  test_bad_data_is_one_line_and_nothing_else_reaches_stderr (a text file, the whole stderr
+  checked) and tests/data/datasets/test_cifar100.py::test_a_broken_npz_is_named (both).
 """
 
 from __future__ import annotations
