@@ -1,21 +1,21 @@
 """jaxhash.losses.classification: the cross-entropy of the classifier head against NumPy."""
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxhash import losses
+from tests.losses.loss_checks import (
+    check_sharded,
+    hashing_inputs,
+    jit_static,
+    random_codes,
+    random_mask,
+    seeded_rng,
+)
 
-
-def _jit(fn, *static):
-    return jax.jit(fn, static_argnames=static)
-
-
-classification_loss = _jit(losses.classification_loss, "axis_name")
+classification_loss = jit_static(losses.classification_loss, "axis_name")
 
 
 def np_ce(logits, labels, mask):
@@ -24,28 +24,13 @@ def np_ce(logits, labels, mask):
     return np.mean((lse - z[np.arange(len(z)), labels])[mask])
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _codes(seed, n, k=8):
-    return _rng(seed).standard_normal((n, k)).astype(np.float32)
-
-
-def _mask(seed, n, frac=0.25):
-    m = _rng(seed).random(n) >= frac
-    m[:2] = True
-    m[-1] = False
-    return m
-
-
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 def test_classification_loss_matches_numpy(masked):
     """The classification loss equals its NumPy formula."""
     n = 20
-    logits = 3 * _codes(71, n, 5)
-    labels = _rng(72).integers(0, 5, n).astype(np.int32)
-    mask = _mask(73, n) if masked else np.ones(n, bool)
+    logits = 3 * random_codes(71, n, 5)
+    labels = seeded_rng(72).integers(0, 5, n).astype(np.int32)
+    mask = random_mask(73, n) if masked else np.ones(n, bool)
     kw = {"mask": jnp.asarray(mask)} if masked else {}
     got = classification_loss(logits, labels, **kw)
     assert got.shape == ()
@@ -54,47 +39,21 @@ def test_classification_loss_matches_numpy(masked):
 
 def test_classification_loss_bad_inputs():
     """Bad shapes raise ValueError naming the argument."""
-    codes = _codes(74, 6, 4)
+    codes = random_codes(74, 6, 4)
     with pytest.raises(ValueError, match="logits"):
         classification_loss(codes[0], np.zeros(6, np.int32))
     with pytest.raises(ValueError, match="labels"):
         classification_loss(codes, np.zeros(5, np.int32))
 
 
-def _hashing_inputs(seed, n, k=8, c=5):
-    r = _rng(seed)
-    codes = r.standard_normal((n, k)).astype(np.float32)
-    logits = 2 * r.standard_normal((n, c)).astype(np.float32)
-    labels = r.integers(0, c, n).astype(np.int32)
-    cd = r.random((c, c)) + 0.2
-    cd = ((cd + cd.T) / 2).astype(np.float32)
-    np.fill_diagonal(cd, 0.0)
-    return codes, logits, labels, cd
-
-
-def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
-    """fn(*args, axis_name=...) under shard_map equals the single-device call (value, grads)."""
-    single = jax.value_and_grad(functools.partial(fn, axis_name=None), argnums, has_aux=has_aux)
-    sharded = jax.shard_map(
-        functools.partial(fn, axis_name="data"), mesh=mesh, in_specs=in_specs, out_specs=P()
-    )
-    sharded = jax.value_and_grad(sharded, argnums, has_aux=has_aux)
-    (v1, g1), (v4, g4) = jax.jit(lambda *a: (single(*a), sharded(*a)))(*args)  # one compilation
-    for a, b in zip(jax.tree.leaves(v4), jax.tree.leaves(v1), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    for a, b in zip(g4, g1, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    return v1
-
-
 def test_classification_loss_sharded(mesh4):
     """classification_loss over 4 devices."""
     n = 32
-    _, logits, labels, _ = _hashing_inputs(97, n)
-    mask = jnp.asarray(_mask(98, n))
+    _, logits, labels, _ = hashing_inputs(97, n)
+    mask = jnp.asarray(random_mask(98, n))
     spec = (P("data"),) * 3
 
     def ce(logits, labels, mask, axis_name):
         return classification_loss(logits, labels, mask=mask, axis_name=axis_name)
 
-    _check_sharded(mesh4, ce, (logits, labels, mask), spec)
+    check_sharded(mesh4, ce, (logits, labels, mask), spec)

@@ -8,41 +8,24 @@ import pytest
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets
+from tests.losses.loss_checks import hashing_inputs, jit_static
 
-
-def _jit(fn, *static):
-    return jax.jit(fn, static_argnames=static)
-
-
-similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
+similarity_loss = jit_static(
+    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
+)
 KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
 
 
-binary_kl_loss = _jit(losses.binary_kl_loss, *KL_STATIC)
-classification_loss = _jit(losses.classification_loss, "axis_name")
+binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
+classification_loss = jit_static(losses.classification_loss, "axis_name")
 
 
-quantization_loss = _jit(losses.quantization_loss, "axis_name")
-bit_balance_loss = _jit(losses.bit_balance_loss, "axis_name")
-
-
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _hashing_inputs(seed, n, k=8, c=5):
-    r = _rng(seed)
-    codes = r.standard_normal((n, k)).astype(np.float32)
-    logits = 2 * r.standard_normal((n, c)).astype(np.float32)
-    labels = r.integers(0, c, n).astype(np.int32)
-    cd = r.random((c, c)) + 0.2
-    cd = ((cd + cd.T) / 2).astype(np.float32)
-    np.fill_diagonal(cd, 0.0)
-    return codes, logits, labels, cd
+quantization_loss = jit_static(losses.quantization_loss, "axis_name")
+bit_balance_loss = jit_static(losses.bit_balance_loss, "axis_name")
 
 
 def _invalid_cases():
-    codes, logits, labels, cd = _hashing_inputs(101, 8, 4)
+    codes, logits, labels, cd = hashing_inputs(101, 8, 4)
     table = jnp.asarray(cd)
     return (
         {

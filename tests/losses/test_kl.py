@@ -12,17 +12,19 @@ from jax.test_util import check_grads
 from scipy.spatial import cKDTree
 
 from jaxhash import losses
+from tests.losses.loss_checks import (
+    check_sharded,
+    jit_static,
+    random_codes,
+    random_mask,
+    seeded_rng,
+)
 
-
-def _jit(fn, *static):
-    return jax.jit(fn, static_argnames=static)
-
-
-knn_kl_divergence = _jit(losses.knn_kl_divergence, "k", "axis_name")
+knn_kl_divergence = jit_static(losses.knn_kl_divergence, "k", "axis_name")
 KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
 
 
-binary_kl_loss = _jit(losses.binary_kl_loss, *KL_STATIC)
+binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
 
 
 def kl_oracle(x, y, k, mask=None):
@@ -43,23 +45,8 @@ def gauss_kl(mu, s):
     return 0.5 * (d / s**2 + mu @ mu / s**2 - d + 2 * d * np.log(s))
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _codes(seed, n, k=8):
-    return _rng(seed).standard_normal((n, k)).astype(np.float32)
-
-
-def _mask(seed, n, frac=0.25):
-    m = _rng(seed).random(n) >= frac
-    m[:2] = True
-    m[-1] = False
-    return m
-
-
 def _kl_data(seed, n, m, d=3):
-    r = _rng(seed)
+    r = seeded_rng(seed)
     x = r.standard_normal((n, d)).astype(np.float32)
     y = (0.7 + 1.5 * r.standard_normal((m, d))).astype(np.float32)
     return x, y
@@ -78,14 +65,14 @@ def test_knn_kl_matches_ckdtree(k):
 def test_knn_kl_mask_equals_subset():
     """A mask drops x rows: the value equals the estimate on the valid subset."""
     x, y = _kl_data(41, 60, 45)
-    mask = _mask(42, 60)
+    mask = random_mask(42, 60)
     got = float(knn_kl_divergence(x, y, k=2, mask=jnp.asarray(mask)))
     np.testing.assert_allclose(got, kl_oracle(x, y, 2, mask)[0], rtol=1e-4)
     np.testing.assert_allclose(got, float(knn_kl_divergence(x[mask], y, k=2)), rtol=1e-5)
 
 
 def _gauss_sample(seed, n, mu, s):
-    r = _rng(seed)
+    r = seeded_rng(seed)
     d = mu.shape[0]
     x = r.standard_normal((n, d)).astype(np.float32)
     y = (mu + s * r.standard_normal((n, d))).astype(np.float32)
@@ -161,11 +148,11 @@ def test_knn_kl_bad_inputs(n, m, dx, dy, k, name):
 @pytest.mark.slow
 def test_binary_kl_loss_is_kl_to_rademacher():
     """The "wkv" form = knn_kl_divergence to rademacher samples; num_targets defaults to n."""
-    codes = _codes(60, 40, 8)
+    codes = random_codes(60, 40, 8)
     key = jax.random.key(3)
     y40 = jax.random.rademacher(key, (40, 8), jnp.float32)
     y25 = jax.random.rademacher(key, (25, 8), jnp.float32)
-    mask = jnp.asarray(_mask(61, 40))
+    mask = jnp.asarray(random_mask(61, 40))
     np.testing.assert_allclose(
         float(binary_kl_loss(codes, key, form="wkv")),
         float(knn_kl_divergence(codes, y40)),
@@ -187,7 +174,7 @@ def test_binary_kl_loss_is_kl_to_rademacher():
 @pytest.mark.parametrize("form", losses.KL_FORMS)
 def test_binary_kl_loss_prefers_spread_binary_codes(form):
     """Codes near distinct hypercube corners score lower than codes collapsed near one point."""
-    r = _rng(62)
+    r = seeded_rng(62)
     key = jax.random.key(4)
     corners = np.where(r.random((64, 8)) < 0.5, -1.0, 1.0)
     spread = (corners + 0.05 * r.standard_normal((64, 8))).astype(np.float32)
@@ -198,47 +185,32 @@ def test_binary_kl_loss_prefers_spread_binary_codes(form):
     )
 
 
-def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
-    """fn(*args, axis_name=...) under shard_map equals the single-device call (value, grads)."""
-    single = jax.value_and_grad(functools.partial(fn, axis_name=None), argnums, has_aux=has_aux)
-    sharded = jax.shard_map(
-        functools.partial(fn, axis_name="data"), mesh=mesh, in_specs=in_specs, out_specs=P()
-    )
-    sharded = jax.value_and_grad(sharded, argnums, has_aux=has_aux)
-    (v1, g1), (v4, g4) = jax.jit(lambda *a: (single(*a), sharded(*a)))(*args)  # one compilation
-    for a, b in zip(jax.tree.leaves(v4), jax.tree.leaves(v1), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    for a, b in zip(g4, g1, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    return v1
-
-
 def test_knn_kl_sharded(mesh4):
     """knn_kl_divergence over 4 devices equals the single-device value and grads (x and y)."""
     x, y = _kl_data(93, 32, 48, d=6)
-    mask = jnp.asarray(_mask(94, 32))
+    mask = jnp.asarray(random_mask(94, 32))
 
     def fn(x, y, mask, axis_name):
         return knn_kl_divergence(x, y, k=2, mask=mask, axis_name=axis_name)
 
-    _check_sharded(mesh4, fn, (x, y, mask), (P("data"),) * 3, argnums=(0, 1))
+    check_sharded(mesh4, fn, (x, y, mask), (P("data"),) * 3, argnums=(0, 1))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("form", losses.KL_FORMS)
 def test_binary_kl_loss_sharded(mesh4, form):
     """Every KL form over 4 devices equals one device (wkv: num_targets defaults to 32, not 8)."""
-    codes = _codes(95, 32)
-    mask = jnp.asarray(_mask(96, 32))
+    codes = random_codes(95, 32)
+    mask = jnp.asarray(random_mask(96, 32))
 
     def fn(codes, key, mask, axis_name):
         return binary_kl_loss(codes, key, form=form, k=2, mask=mask, axis_name=axis_name)
 
-    _check_sharded(mesh4, fn, (codes, jax.random.key(8), mask), (P("data"), P(), P("data")))
+    check_sharded(mesh4, fn, (codes, jax.random.key(8), mask), (P("data"), P(), P("data")))
 
 
 def test_knn_terms_need_more_valid_rows_than_k():
-    codes = _codes(102, 8)
+    codes = random_codes(102, 8)
     mask = jnp.zeros(8, bool).at[:2].set(True)
     with pytest.raises(ValueError, match="valid"):
         losses.binary_kl_loss(codes, form="corner", k=2, mask=mask)

@@ -18,17 +18,14 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from jaxhash import losses
+from tests.losses.loss_checks import seeded_rng
 
 STATIC = ("form", "k", "sigma", "floor", "decorrelation", "p_one")
 terms = jax.jit(losses.binary_kl_terms, static_argnames=STATIC)
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
 def _mask(seed, n):
-    m = _rng(seed).random(n) >= 0.25
+    m = seeded_rng(seed).random(n) >= 0.25
     m[:2] = True
     m[-1] = False
     return m
@@ -91,7 +88,7 @@ def smoothed_prior_oracle(z, mask=None, k=1, p_one=0.5, sigma=0.5):
 @pytest.mark.parametrize(("n", "p_one"), [(40, 0.5), (19, 0.5), (30, 0.3)])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 def test_marginal_matches_quantile_oracle(n, p_one, masked):
-    z = (1.3 * _rng(n).standard_normal((n, 6)) + 0.2).astype(np.float32)
+    z = (1.3 * seeded_rng(n).standard_normal((n, 6)) + 0.2).astype(np.float32)
     mask = _mask(n + 1, n) if masked else None
     n_valid = n if mask is None else int(mask.sum())
     resolution = 10 * round(1 / min(p_one, 1 - p_one))  # grid aligned with the breakpoint
@@ -117,7 +114,7 @@ def test_marginal_is_zero_at_balanced_decorrelated_corners():
 
 @pytest.mark.parametrize(("k", "p_one", "floor"), [(1, 0.5, 0.1), (3, 0.4, 0.5)])
 def test_corner_matches_oracle(k, p_one, floor):
-    z = _rng(7).standard_normal((50, 8)).astype(np.float32)
+    z = seeded_rng(7).standard_normal((50, 8)).astype(np.float32)
     mask = _mask(8, 50)
     got = terms(z, form="corner", k=k, p_one=p_one, floor=floor, mask=jnp.asarray(mask))
     np.testing.assert_allclose(
@@ -127,7 +124,7 @@ def test_corner_matches_oracle(k, p_one, floor):
 
 @pytest.mark.parametrize(("k", "p_one", "sigma"), [(1, 0.5, 0.5), (2, 0.7, 0.3)])
 def test_smoothed_prior_matches_oracle(k, p_one, sigma):
-    z = (1.2 * _rng(9).standard_normal((60, 5))).astype(np.float32)
+    z = (1.2 * seeded_rng(9).standard_normal((60, 5))).astype(np.float32)
     mask = _mask(10, 60)
     got = terms(z, form="smoothed_prior", k=k, p_one=p_one, sigma=sigma, mask=jnp.asarray(mask))
     np.testing.assert_allclose(
@@ -147,7 +144,7 @@ def test_smoothed_prior_estimates_the_true_kl():
     """Samples of P = the prior with s = 0.25 against the prior with s = 0.5 (K = 2, n = 4,000):
     the estimate is within 0.03 nats per bit of a Monte Carlo value of KL(P || Q); samples of Q
     itself give about 0."""
-    rng = _rng(11)
+    rng = seeded_rng(11)
     x = _mixture_sample(rng, 200_000, 2, 0.25)
     truth = np.mean(smoothed_log_density(x, 0.25) - smoothed_log_density(x, 0.5)) / 2
     assert truth > 0.1
@@ -159,7 +156,7 @@ def test_smoothed_prior_estimates_the_true_kl():
 
 
 def test_sphere_is_wkv_on_projected_outputs_per_bit():
-    z = _rng(12).standard_normal((40, 8)).astype(np.float32)
+    z = seeded_rng(12).standard_normal((40, 8)).astype(np.float32)
     key = jax.random.key(3)
     projected = math.sqrt(8) * z / np.linalg.norm(z, axis=1, keepdims=True)
     got = float(terms(z, key, form="sphere", k=2)["kl"])
@@ -174,7 +171,7 @@ def test_sphere_is_wkv_on_projected_outputs_per_bit():
 @pytest.mark.parametrize("form", ["marginal", "corner", "smoothed_prior"])
 def test_forms_check_grads_float64(form):
     """Reverse-mode gradients match finite differences (no ties: ranks and neighbours fixed)."""
-    z = (1.1 * _rng(13).standard_normal((12, 4)) + 0.05).astype(np.float64)
+    z = (1.1 * seeded_rng(13).standard_normal((12, 4)) + 0.05).astype(np.float64)
     d2 = np.sort(((z[:, None] - z[None]) ** 2).sum(-1), axis=1)[:, 1:4]
     assert np.all(np.diff(d2, axis=1) > 1e-3) and np.all(np.abs(z) > 1e-2)
     with jax.enable_x64(True):
@@ -189,7 +186,7 @@ def test_forms_check_grads_float64(form):
 
 def _corner_like(seed, n=256, dim=64):
     """Outputs at or beyond the corners: sign pattern times 1 + |noise| (every |z_ik| >= 1)."""
-    rng = _rng(seed)
+    rng = seeded_rng(seed)
     signs = np.where(rng.random((n, dim)) < 0.5, -1.0, 1.0)
     return (signs * (1.0 + np.abs(0.3 * rng.standard_normal((n, dim))))).astype(np.float32)
 
@@ -245,7 +242,7 @@ def test_form_parameters_must_be_positive(form, kwargs, name):
 
 @pytest.mark.parametrize("form", ["wkv", "sphere"])
 def test_sampling_forms_need_a_key(form):
-    z = _rng(16).standard_normal((8, 3)).astype(np.float32)
+    z = seeded_rng(16).standard_normal((8, 3)).astype(np.float32)
     with pytest.raises(ValueError, match=r"draws target samples: pass key="):
         losses.binary_kl_loss(z, None, form=form)
     with pytest.raises(ValueError, match="key must be a PRNG key"):

@@ -12,16 +12,20 @@ from jax.test_util import check_grads
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets, EmbeddingTargets
-
-
-def _jit(fn, *static):
-    return jax.jit(fn, static_argnames=static)
-
+from tests.losses.loss_checks import (
+    check_sharded,
+    jit_static,
+    random_codes,
+    random_mask,
+    seeded_rng,
+)
 
 # Library calls go through jax.jit: on the CPU one compilation per configuration is several times
 # faster than eager dispatch of every op. Trace-time ValueErrors are raised all the same.
 relaxed_hamming = jax.jit(losses.relaxed_hamming)
-similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
+similarity_loss = jit_static(
+    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
+)
 
 
 NORMALIZE = ("mean", "row", "none")
@@ -67,24 +71,9 @@ def sim_oracle(codes, D, normalize, power, mask=None, xp=np, detach=False):
 _oracle_grad = jax.jit(jax.grad(sim_oracle), static_argnums=(2, 3, 5, 6))
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _codes(seed, n, k=8):
-    return _rng(seed).standard_normal((n, k)).astype(np.float32)
-
-
-def _mask(seed, n, frac=0.25):
-    m = _rng(seed).random(n) >= frac
-    m[:2] = True
-    m[-1] = False
-    return m
-
-
 def _targets(seed, n, c=5, e=6):
     """Three target forms (dense, ClassTargets, EmbeddingTargets) and their dense matrices."""
-    r = _rng(seed)
+    r = seeded_rng(seed)
     labels = r.integers(0, c, n).astype(np.int32)
     cd = r.random((c, c)) + 0.2
     cd = (cd + cd.T) / 2
@@ -111,7 +100,7 @@ def _assert_grads_close(got, want, rtol=1e-4):
 
 def test_relaxed_hamming_matches_numpy():
     """relaxed_hamming(a, b) and relaxed_hamming(a) equal the float64 formula."""
-    a, b = _codes(0, 7, 5), _codes(1, 4, 5)
+    a, b = random_codes(0, 7, 5), random_codes(1, 4, 5)
     out = relaxed_hamming(a, b)
     assert out.shape == (7, 4) and out.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out), np_relaxed_hamming(a, b), rtol=1e-5, atol=1e-6)
@@ -125,7 +114,7 @@ def test_relaxed_hamming_matches_numpy():
 
 def test_relaxed_hamming_is_hamming_on_signs():
     """On +-1 codes relaxed_hamming equals the normalised Hamming distance."""
-    r = _rng(2)
+    r = seeded_rng(2)
     a = np.where(r.random((9, 16)) < 0.5, -1.0, 1.0).astype(np.float32)
     b = np.where(r.random((6, 16)) < 0.5, -1.0, 1.0).astype(np.float32)
     ham = (a[:, None, :] != b[None, :, :]).mean(-1)
@@ -136,9 +125,9 @@ def test_relaxed_hamming_is_hamming_on_signs():
 
 def test_relaxed_hamming_zero_rows():
     """An all-zero row is at distance 0.5 from everything; value and gradient have no NaN."""
-    a = _codes(3, 5, 4)
+    a = random_codes(3, 5, 4)
     a[1] = 0.0
-    w = _rng(4).random((5, 5)).astype(np.float32)
+    w = seeded_rng(4).random((5, 5)).astype(np.float32)
     val, g = jax.value_and_grad(lambda a: jnp.sum(w * relaxed_hamming(a)))(a)
     out = np.asarray(relaxed_hamming(a))
     assert np.all(np.isfinite(out)) and np.isfinite(float(val))
@@ -150,7 +139,7 @@ def test_relaxed_hamming_zero_rows():
 
 def test_relaxed_hamming_bf16():
     """bf16 inputs are accepted and give a float32 result."""
-    a = jnp.asarray(_codes(5, 6, 8), jnp.bfloat16)
+    a = jnp.asarray(random_codes(5, 6, 8), jnp.bfloat16)
     out = relaxed_hamming(a)
     assert out.dtype == jnp.float32
     want = np_relaxed_hamming(np.asarray(a.astype(jnp.float32)))
@@ -168,8 +157,8 @@ def test_similarity_loss_matches_oracle(normalize, power, masked):
     use the dense form alone to save compilations.)
     """
     n = 12
-    codes = _codes(10, n)
-    mask = _mask(11, n) if masked else None
+    codes = random_codes(10, n)
+    mask = random_mask(11, n) if masked else None
     jmask = None if mask is None else jnp.asarray(mask)
     forms = _targets(12, n)
     if power != 2:
@@ -188,8 +177,8 @@ def test_similarity_loss_matches_oracle(normalize, power, masked):
 def test_similarity_loss_gradient(normalize, power):
     """The gradient w.r.t. codes equals jax.grad of the oracle formula in float64."""
     n = 12
-    codes = _codes(13, n)
-    mask = _mask(14, n)
+    codes = random_codes(13, n)
+    mask = random_mask(14, n)
     target, dense = _targets(15, n)["class"]
     got = jax.grad(similarity_loss)(
         codes, target, normalize=normalize, power=power, mask=jnp.asarray(mask)
@@ -212,8 +201,8 @@ def test_similarity_loss_power_below_one(normalize):
     infinite derivative there, which must not leak into the gradient as NaN).
     """
     n = 12
-    codes = np.where(_rng(36).random((n, 16)) < 0.5, -1.0, 1.0).astype(np.float32)  # d_ii = 0
-    mask = _mask(37, n)
+    codes = np.where(seeded_rng(36).random((n, 16)) < 0.5, -1.0, 1.0).astype(np.float32)  # d_ii = 0
+    mask = random_mask(37, n)
     _, dense = _targets(38, n)["dense"]
     dense = dense.copy()
     np.fill_diagonal(dense, 0.0)
@@ -231,9 +220,9 @@ def test_similarity_loss_check_grads_float64(normalize):
     """check_grads (first order, reverse mode) on the library in float64."""
     n = 8
     target, _ = _targets(16, n)["embedding"]
-    mask = jnp.asarray(_mask(17, n))
+    mask = jnp.asarray(random_mask(17, n))
     with jax.enable_x64(True):
-        codes = jnp.asarray(_codes(18, n, 5), jnp.float64)
+        codes = jnp.asarray(random_codes(18, n, 5), jnp.float64)
         target = EmbeddingTargets(jnp.asarray(target.embeddings, jnp.float64))
         f = functools.partial(
             similarity_loss, target_distances=target, normalize=normalize, power=1.5, mask=mask
@@ -246,7 +235,7 @@ def test_similarity_loss_check_grads_float64(normalize):
 def test_similarity_loss_detach_scale():
     """detach_scale keeps the value, changes the gradient to the one with mean(d) frozen."""
     n = 12
-    codes = _codes(19, n)
+    codes = random_codes(19, n)
     target, dense = _targets(20, n)["dense"]
     vg = jax.value_and_grad(similarity_loss)
     v0, g0 = vg(codes, target)
@@ -271,9 +260,9 @@ def test_similarity_loss_detach_scale():
 def test_similarity_loss_permutation_invariant(normalize):
     """Permuting examples (codes, mask, labels / rows and columns of D) changes nothing."""
     n = 12
-    codes = _codes(21, n)
-    mask = _mask(22, n)
-    perm = _rng(23).permutation(n)
+    codes = random_codes(21, n)
+    mask = random_mask(22, n)
+    perm = seeded_rng(23).permutation(n)
     forms = _targets(24, n)
     dense = np.asarray(forms["dense"][0])
     cls = forms["class"][0]
@@ -295,10 +284,10 @@ def test_similarity_loss_permutation_invariant(normalize):
 def test_similarity_loss_scale_invariance(normalize):
     """Positive row scales of codes never matter; scaling D only matters with "none"."""
     n = 12
-    codes = _codes(25, n)
+    codes = random_codes(25, n)
     dense = np.asarray(_targets(26, n)["dense"][0])
     v0 = float(similarity_loss(codes, dense, normalize=normalize))
-    c = _rng(27).uniform(0.1, 10.0, (n, 1)).astype(np.float32)
+    c = seeded_rng(27).uniform(0.1, 10.0, (n, 1)).astype(np.float32)
     np.testing.assert_allclose(
         float(similarity_loss(codes * c, dense, normalize=normalize)), v0, rtol=1e-5
     )
@@ -313,10 +302,10 @@ def test_similarity_loss_scale_invariance(normalize):
 def test_similarity_loss_ignores_diagonal(normalize):
     """Pairs i == j never count: the diagonal of a dense D does not change the loss."""
     n = 12
-    codes = _codes(28, n)
+    codes = random_codes(28, n)
     dense = np.asarray(_targets(29, n)["dense"][0])
     other = dense.copy()
-    np.fill_diagonal(other, _rng(30).uniform(1.0, 5.0, n))
+    np.fill_diagonal(other, seeded_rng(30).uniform(1.0, 5.0, n))
     v0 = float(similarity_loss(codes, dense, normalize=normalize))
     v1 = float(similarity_loss(codes, other, normalize=normalize))
     np.testing.assert_allclose(v1, v0, rtol=1e-5)
@@ -326,12 +315,12 @@ def test_similarity_loss_ignores_diagonal(normalize):
 def test_similarity_loss_masked_rows_do_not_matter(normalize):
     """Masked rows' codes and targets are irrelevant; the loss equals the one on the subset."""
     n = 12
-    codes = _codes(31, n)
-    mask = _mask(32, n)
+    codes = random_codes(31, n)
+    mask = random_mask(32, n)
     forms = _targets(33, n)
     cls, emb = forms["class"][0], forms["embedding"][0]
     dense = np.asarray(forms["dense"][0])
-    noise = _rng(34)
+    noise = seeded_rng(34)
     codes2 = codes.copy()
     codes2[~mask] = noise.standard_normal(codes2[~mask].shape)
     dense2 = dense.copy()
@@ -363,7 +352,7 @@ def test_similarity_loss_masked_rows_do_not_matter(normalize):
 
 def test_similarity_loss_bad_inputs():
     """Bad shapes or options raise ValueError naming the argument."""
-    codes = _codes(35, 6)
+    codes = random_codes(35, 6)
     dense = np.ones((6, 6), np.float32)
     with pytest.raises(ValueError, match="codes"):
         similarity_loss(codes[0], dense)
@@ -379,21 +368,6 @@ def test_similarity_loss_bad_inputs():
         similarity_loss(codes, ClassTargets(jnp.zeros(5, jnp.int32), jnp.ones((2, 2))))
 
 
-def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
-    """fn(*args, axis_name=...) under shard_map equals the single-device call (value, grads)."""
-    single = jax.value_and_grad(functools.partial(fn, axis_name=None), argnums, has_aux=has_aux)
-    sharded = jax.shard_map(
-        functools.partial(fn, axis_name="data"), mesh=mesh, in_specs=in_specs, out_specs=P()
-    )
-    sharded = jax.value_and_grad(sharded, argnums, has_aux=has_aux)
-    (v1, g1), (v4, g4) = jax.jit(lambda *a: (single(*a), sharded(*a)))(*args)  # one compilation
-    for a, b in zip(jax.tree.leaves(v4), jax.tree.leaves(v1), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    for a, b in zip(g4, g1, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    return v1
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("form", "normalize", "power"),
@@ -407,8 +381,8 @@ def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
 def test_similarity_loss_sharded(mesh4, form, normalize, power):
     """similarity_loss over 4 devices (global batch) equals the single-device value and grad."""
     n = 32
-    codes = _codes(90, n)
-    mask = jnp.asarray(_mask(91, n))
+    codes = random_codes(90, n)
+    mask = jnp.asarray(random_mask(91, n))
     target = _targets(92, n)[form][0]
     spec = {
         "dense": P("data"),
@@ -421,4 +395,4 @@ def test_similarity_loss_sharded(mesh4, form, normalize, power):
             codes, target, normalize=normalize, power=power, mask=mask, axis_name=axis_name
         )
 
-    _check_sharded(mesh4, fn, (codes, target, mask), (P("data"), spec, P("data")))
+    check_sharded(mesh4, fn, (codes, target, mask), (P("data"), spec, P("data")))

@@ -1,8 +1,6 @@
 """jaxhash.losses.total: hashing_loss is the weighted sum of its terms, on one device and
 sharded."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,25 +10,23 @@ from scipy.spatial import cKDTree
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets, LossWeights
+from tests.losses.loss_checks import check_sharded, hashing_inputs, jit_static, random_mask
 
-
-def _jit(fn, *static):
-    return jax.jit(fn, static_argnames=static)
-
-
-similarity_loss = _jit(losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name")
+similarity_loss = jit_static(
+    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
+)
 KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
 
 
-binary_kl_loss = _jit(losses.binary_kl_loss, *KL_STATIC)
-classification_loss = _jit(losses.classification_loss, "axis_name")
+binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
+classification_loss = jit_static(losses.classification_loss, "axis_name")
 
 
-quantization_loss = _jit(losses.quantization_loss, "axis_name")
-bit_balance_loss = _jit(losses.bit_balance_loss, "axis_name")
+quantization_loss = jit_static(losses.quantization_loss, "axis_name")
+bit_balance_loss = jit_static(losses.bit_balance_loss, "axis_name")
 
 
-hashing_loss = _jit(
+hashing_loss = jit_static(
     losses.hashing_loss, "weights", "kl_form", "k", "normalize", "power", "axis_name"
 )
 
@@ -47,34 +43,12 @@ def kl_oracle(x, y, k, mask=None):
     return d * np.mean(np.log(nu / rho)) + np.log(y.shape[0] / (n - 1)), np.log(nu), np.log(rho)
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _mask(seed, n, frac=0.25):
-    m = _rng(seed).random(n) >= frac
-    m[:2] = True
-    m[-1] = False
-    return m
-
-
-def _hashing_inputs(seed, n, k=8, c=5):
-    r = _rng(seed)
-    codes = r.standard_normal((n, k)).astype(np.float32)
-    logits = 2 * r.standard_normal((n, c)).astype(np.float32)
-    labels = r.integers(0, c, n).astype(np.int32)
-    cd = r.random((c, c)) + 0.2
-    cd = ((cd + cd.T) / 2).astype(np.float32)
-    np.fill_diagonal(cd, 0.0)
-    return codes, logits, labels, cd
-
-
 def test_hashing_loss_is_weighted_sum():
     """Total = sum of weight * term; each metric equals its function; kl metrics are consistent."""
     n, kbits = 24, 8
-    codes, logits, labels, cd = _hashing_inputs(80, n, kbits)
+    codes, logits, labels, cd = hashing_inputs(80, n, kbits)
     key = jax.random.key(5)
-    mask = _mask(81, n)
+    mask = random_mask(81, n)
     jm = jnp.asarray(mask)
     targets = ClassTargets(jnp.asarray(labels), jnp.asarray(cd))
     w = LossWeights(ce=0.7, sim=1.3, kl=0.5, quant=0.2, balance=0.9)
@@ -115,7 +89,7 @@ def test_hashing_loss_default_weights_and_zero_weights():
     """Default weights use ce+sim+kl; a zero-weight term needs no input and is not computed."""
     assert tuple(LossWeights()) == (1.0, 1.0, 1.0, 0.0, 0.0)
     n = 16
-    codes, logits, labels, cd = _hashing_inputs(82, n)
+    codes, logits, labels, cd = hashing_inputs(82, n)
     key = jax.random.key(6)
     targets = ClassTargets(jnp.asarray(labels), jnp.asarray(cd))
     loss, metrics = hashing_loss(codes, key, logits=logits, labels=labels, targets=targets)
@@ -146,7 +120,7 @@ def test_hashing_loss_default_weights_and_zero_weights():
 )
 def test_hashing_loss_missing_input_raises(drop, name):
     """A term with nonzero weight whose input is missing raises ValueError naming it."""
-    codes, logits, labels, cd = _hashing_inputs(83, 8)
+    codes, logits, labels, cd = hashing_inputs(83, 8)
     kw = dict(logits=logits, labels=labels, targets=ClassTargets(jnp.asarray(labels), cd))
     kw["key"] = jax.random.key(7)
     kw[drop] = None
@@ -157,28 +131,13 @@ def test_hashing_loss_missing_input_raises(drop, name):
         losses.hashing_loss(codes, None, **kw)
 
 
-def _check_sharded(mesh, fn, args, in_specs, argnums=(0,), has_aux=False):
-    """fn(*args, axis_name=...) under shard_map equals the single-device call (value, grads)."""
-    single = jax.value_and_grad(functools.partial(fn, axis_name=None), argnums, has_aux=has_aux)
-    sharded = jax.shard_map(
-        functools.partial(fn, axis_name="data"), mesh=mesh, in_specs=in_specs, out_specs=P()
-    )
-    sharded = jax.value_and_grad(sharded, argnums, has_aux=has_aux)
-    (v1, g1), (v4, g4) = jax.jit(lambda *a: (single(*a), sharded(*a)))(*args)  # one compilation
-    for a, b in zip(jax.tree.leaves(v4), jax.tree.leaves(v1), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    for a, b in zip(g4, g1, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    return v1
-
-
 @pytest.mark.slow
 def test_hashing_loss_sharded(mesh4):
     """hashing_loss (all five terms, dense targets) over 4 devices equals one device."""
     n = 32
-    codes, logits, labels, cd = _hashing_inputs(99, n)
+    codes, logits, labels, cd = hashing_inputs(99, n)
     dense = cd[labels][:, labels]
-    mask = jnp.asarray(_mask(100, n))
+    mask = jnp.asarray(random_mask(100, n))
     w = LossWeights(ce=0.7, sim=1.3, kl=0.5, quant=0.2, balance=0.9)
 
     def fn(codes, logits, key, labels, dense, mask, axis_name):
@@ -195,4 +154,4 @@ def test_hashing_loss_sharded(mesh4):
 
     args = (codes, logits, jax.random.key(9), labels, dense, mask)
     specs = (P("data"), P("data"), P(), P("data"), P("data"), P("data"))
-    _check_sharded(mesh4, fn, args, specs, argnums=(0, 1), has_aux=True)
+    check_sharded(mesh4, fn, args, specs, argnums=(0, 1), has_aux=True)
