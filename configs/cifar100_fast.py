@@ -37,9 +37,10 @@ at batch 128 against 133 at 256 and 113 at 512 (smaller batches stay in cache), 
 take about 85 minutes and the evaluation a few more. The ``gpu`` variant trains longer
 (``GPU_EPOCHS``).
 
-Measured (one CPU device, 2026-12-07): ``paper,64,0`` gives Hamming mAHP@250 0.744, mAP@250
-0.461 (cosine mAHP@250 0.754; binarisation gap 0.022 mAP) in 101 minutes with test runs on the
-same cores (median 129 images/s; about 150-159 alone). The first version of the recipe (widths
+Measured (one CPU device, 2026-12-07): ``paper,64,0`` / ``paper,64,1`` give Hamming mAHP@250
+0.744 / 0.745, mAP@250 0.461 / 0.460 (cosine mAHP@250 0.754 / 0.755; binarisation gap 0.022 /
+0.026 mAP), training 99 / 162 minutes on cores shared with other work (median 129 / 89
+images/s; about 150-159 alone, about 85 minutes). The first version of the recipe (widths
 48 / 192 / 192, batch 512, 10 epochs, KL weight 0.3) gave 0.679 / 0.333 in 67 minutes. Every
 row: README ("The fast recipe on CIFAR-100") and benchmarks/results/reproduce_cifar100_fast.json.
 """
