@@ -6,32 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhash import retrieval
-
-
-def _packed(rng, rows, num_bytes, levels=256):
-    """Random packed codes; ``levels < 256`` draws few distinct bytes, so distances tie often."""
-    return rng.integers(0, levels, (rows, num_bytes), dtype=np.uint8)
-
-
-def _hamming(queries, database):
-    """int64 [Q, N] brute-force Hamming distances of packed codes."""
-    q = np.unpackbits(queries, axis=1).astype(np.int64)
-    d = np.unpackbits(database, axis=1).astype(np.int64)
-    return (q[:, None, :] != d[None, :, :]).sum(-1)
-
-
-def _oracle_topk(queries, database, k, exclude_self=False):
-    dist = _hamming(queries, database)
-    if exclude_self:
-        np.fill_diagonal(dist, 10**6)
-    idx = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(dist, idx, axis=1), idx
-
-
-def _assert_topk(result, expected):
-    np.testing.assert_array_equal(np.asarray(result[0]), expected[0])
-    np.testing.assert_array_equal(np.asarray(result[1]), expected[1])
-
+from tests.search.topk_oracles import assert_topk, oracle_topk, random_packed
 
 CASES = [
     # queries, rows, bytes, levels, k, exclude_self, selection, database_block
@@ -52,8 +27,8 @@ CASES = [
 def test_hamming_topk_matches_brute_force(case):
     num_q, rows, num_bytes, levels, k, exclude_self, selection, block = case
     rng = np.random.default_rng(rows + k)
-    database = _packed(rng, rows, num_bytes, levels)
-    queries = database if exclude_self else _packed(rng, num_q, num_bytes, levels)
+    database = random_packed(rng, rows, num_bytes, levels)
+    queries = database if exclude_self else random_packed(rng, num_q, num_bytes, levels)
     result = retrieval.hamming_topk(
         queries,
         database,
@@ -64,7 +39,7 @@ def test_hamming_topk_matches_brute_force(case):
         query_block=16,
     )
     assert result[0].dtype == jnp.int32 and result[1].dtype == jnp.int32
-    _assert_topk(result, _oracle_topk(queries, database, k, exclude_self))
+    assert_topk(result, oracle_topk(queries, database, k, exclude_self))
 
 
 def test_exclude_self_with_duplicates():
@@ -81,16 +56,16 @@ def test_exclude_self_with_duplicates():
 def test_sharded_equals_single_device(mesh4, exclude_self):
     rng = np.random.default_rng(7)
     for rows, k, block in [(1001, 15, None), (1001, 15, 64), (50, 45, None), (9, 5, None)]:
-        database = _packed(rng, rows, 3, 8)
-        queries = database if exclude_self else _packed(rng, 21, 3, 8)
+        database = random_packed(rng, rows, 3, 8)
+        queries = database if exclude_self else random_packed(rng, 21, 3, 8)
         single = retrieval.hamming_topk(
             queries, database, k, exclude_self=exclude_self, database_block=block
         )
         sharded = retrieval.hamming_topk(
             queries, database, k, exclude_self=exclude_self, database_block=block, mesh=mesh4
         )
-        _assert_topk(sharded, (np.asarray(single[0]), np.asarray(single[1])))
-        _assert_topk(single, _oracle_topk(queries, database, k, exclude_self))
+        assert_topk(sharded, (np.asarray(single[0]), np.asarray(single[1])))
+        assert_topk(single, oracle_topk(queries, database, k, exclude_self))
 
 
 @pytest.mark.slow

@@ -4,11 +4,7 @@ import numpy as np
 import pytest
 
 from jaxhash import metrics
-
-
-def _distances(queries, database):
-    """float64 [Q, N] Hamming distances of sign codes (x > 0 is a 1 bit)."""
-    return ((queries[:, None, :] > 0) != (database[None, :, :] > 0)).sum(-1).astype(np.float64)
+from tests.metrics.metric_oracles import sign_distances
 
 
 def _problem(seed, n=240, bits=16, classes=6, queries=None):
@@ -28,7 +24,7 @@ def _problem(seed, n=240, bits=16, classes=6, queries=None):
 
 def test_precision_recall_curve_and_radius():
     q, db, ql, dl, _ = _problem(6, bits=10, queries=40)
-    dist = _distances(q, db)
+    dist = sign_distances(q, db)
     rel = ql[:, None] == dl[None, :]
     curve = metrics.precision_recall_curve(q, db, ql, dl)
     assert len(curve["radius"]) == 11
