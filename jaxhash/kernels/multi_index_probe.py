@@ -34,9 +34,40 @@ def _popcount(x):
     return np.int64((x * _H01) >> np.uint64(56))
 
 
+@numba.njit(inline="always")
+def _distance(words, pos, queries, q):
+    """Hamming distance between database code ``pos`` and query ``q`` (64-bit words)."""
+    d = 0
+    for w in range(words.shape[1]):
+        d += _popcount(words[pos, w] ^ queries[q, w])
+    return d
+
+
+@numba.njit(inline="always")
+def _reached_before(words, pos, queries, q, masks, table, rho):
+    """Whether the walk met code ``pos`` earlier: a table before ``table`` whose substring is
+    within ``rho`` of the query's, or a later one within ``rho - 1`` (the previous radius)."""
+    for other in range(masks.shape[0]):
+        if other == table:
+            continue
+        sub = 0
+        for w in range(words.shape[1]):
+            sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
+        if (other < table and sub <= rho) or (other > table and sub < rho):
+            return True
+    return False
+
+
+@numba.njit(inline="always")
+def _next_of_same_weight(v):
+    """The next integer above ``v`` with as many bits set (Gosper's hack); ``v`` > 0."""
+    low = v & -v
+    ripple = v + low
+    return (((ripple ^ v) >> 2) // low) | ripple
+
+
 def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out_d, out_i):
     num_tables = lengths.shape[0]
-    width = words.shape[1]
     for q in numba.prange(queries.shape[0]):
         best_d = out_d[q]
         best_i = out_i[q]
@@ -52,26 +83,14 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
                     probe = base[j] + (key ^ v)
                     for p in range(offsets[probe], offsets[probe + 1]):
                         pos = np.int64(p) if j == 0 else np.int64(ids[j, p])  # in words
-                        d = 0
-                        for w in range(width):
-                            d += _popcount(words[pos, w] ^ queries[q, w])
+                        d = _distance(words, pos, queries, q)
                         worst = best_d[k - 1]
                         if d > worst:
                             continue
                         row = np.int64(ids[0, pos])  # the database row
                         if d == worst and row > best_i[k - 1]:
                             continue
-                        new = True
-                        for other in range(num_tables):
-                            if other == j:
-                                continue
-                            sub = 0
-                            for w in range(width):
-                                sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
-                            if (other < j and sub <= rho) or (other > j and sub < rho):
-                                new = False
-                                break
-                        if not new:
+                        if _reached_before(words, pos, queries, q, masks, j, rho):
                             continue
                         pos = k - 1
                         while pos > 0 and (
@@ -84,9 +103,7 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
                         best_i[pos] = row
                     if v == 0:
                         break
-                    low = v & -v  # Gosper's hack: the next integer with as many bits set
-                    ripple = v + low
-                    v = (((ripple ^ v) >> 2) // low) | ripple
+                    v = _next_of_same_weight(v)
                 if rho >= length or best_d[k - 1] <= num_tables * rho + j:
                     done = True
                     break
@@ -98,7 +115,6 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
     """Codes within ``radius`` of each query, unsorted: counts into ``starts[q + 1]`` when
     ``out_d`` is empty, else written from ``starts[q]``."""
     num_tables = lengths.shape[0]
-    width = words.shape[1]
     fill = out_d.shape[0] > 0
     for q in numba.prange(queries.shape[0]):
         n = 0
@@ -113,22 +129,8 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
                     probe = base[j] + (key ^ v)
                     for p in range(offsets[probe], offsets[probe + 1]):
                         pos = np.int64(p) if j == 0 else np.int64(ids[j, p])
-                        d = 0
-                        for w in range(width):
-                            d += _popcount(words[pos, w] ^ queries[q, w])
-                        if d > radius:
-                            continue
-                        new = True
-                        for other in range(num_tables):
-                            if other == j:
-                                continue
-                            sub = 0
-                            for w in range(width):
-                                sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
-                            if (other < j and sub <= rho) or (other > j and sub < rho):
-                                new = False
-                                break
-                        if not new:
+                        d = _distance(words, pos, queries, q)
+                        if d > radius or _reached_before(words, pos, queries, q, masks, j, rho):
                             continue
                         if fill:
                             out_d[starts[q] + n] = d
@@ -136,9 +138,7 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
                         n += 1
                     if v == 0:
                         break
-                    low = v & -v
-                    ripple = v + low
-                    v = (((ripple ^ v) >> 2) // low) | ripple
+                    v = _next_of_same_weight(v)
                 if rho >= length:  # table j enumerated every key: every code has been seen
                     done = True
                     break
