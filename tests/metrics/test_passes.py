@@ -6,26 +6,12 @@ import pytest
 
 from jaxhash import metrics
 from jaxhash.metrics import passes
-
-
-def _problem(seed, n=240, bits=16, classes=6, queries=None):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, bits))
-    db_labels = rng.integers(0, classes, n)
-    database = centres[db_labels] + 1.5 * rng.normal(size=(n, bits))
-    sim = rng.uniform(0.0, 0.8, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    if queries is None:
-        return database, database, db_labels, db_labels, sim
-    q_labels = rng.integers(0, classes, queries)
-    q = centres[q_labels] + 1.5 * rng.normal(size=(queries, bits))
-    return q, database, q_labels, db_labels, sim
+from tests.metrics.metric_oracles import metric_problem
 
 
 @pytest.mark.slow
 def test_chunk_size_and_device_count_do_not_matter(mesh4):
-    q, db, ql, dl, sim = _problem(8, n=401, bits=8)
+    q, db, ql, dl, sim = metric_problem(8, n=401, bits=8)
     reference = None
     for mesh, query_block, database_block in [(None, None, None), (None, 7, 64), (mesh4, 50, 32)]:
         options = dict(

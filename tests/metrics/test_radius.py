@@ -4,26 +4,11 @@ import numpy as np
 import pytest
 
 from jaxhash import metrics
-from tests.metrics.metric_oracles import sign_distances
-
-
-def _problem(seed, n=240, bits=16, classes=6, queries=None):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, bits))
-    db_labels = rng.integers(0, classes, n)
-    database = centres[db_labels] + 1.5 * rng.normal(size=(n, bits))
-    sim = rng.uniform(0.0, 0.8, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    if queries is None:
-        return database, database, db_labels, db_labels, sim
-    q_labels = rng.integers(0, classes, queries)
-    q = centres[q_labels] + 1.5 * rng.normal(size=(queries, bits))
-    return q, database, q_labels, db_labels, sim
+from tests.metrics.metric_oracles import metric_problem, sign_distances
 
 
 def test_precision_recall_curve_and_radius():
-    q, db, ql, dl, _ = _problem(6, bits=10, queries=40)
+    q, db, ql, dl, _ = metric_problem(6, bits=10, queries=40)
     dist = sign_distances(q, db)
     rel = ql[:, None] == dl[None, :]
     curve = metrics.precision_recall_curve(q, db, ql, dl)

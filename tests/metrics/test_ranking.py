@@ -4,21 +4,7 @@ import numpy as np
 import pytest
 
 from jaxhash import metrics
-
-
-def _problem(seed, n=240, bits=16, classes=6, queries=None):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, bits))
-    db_labels = rng.integers(0, classes, n)
-    database = centres[db_labels] + 1.5 * rng.normal(size=(n, bits))
-    sim = rng.uniform(0.0, 0.8, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    if queries is None:
-        return database, database, db_labels, db_labels, sim
-    q_labels = rng.integers(0, classes, queries)
-    q = centres[q_labels] + 1.5 * rng.normal(size=(queries, bits))
-    return q, database, q_labels, db_labels, sim
+from tests.metrics.metric_oracles import metric_problem
 
 
 @pytest.mark.slow
@@ -28,7 +14,7 @@ def test_counting_rank_equals_the_search(mesh4, ties, exclude_self, bits, multi)
     """The CPU counting sort ranks and scores exactly as retrieval.search (sharded over 4
     devices), for every tie rule: uint8 distances at 8 bits, uint16 at 300. (Scores of sharded
     and unsharded rankings may differ by float rounding.)"""
-    _, db, _, dl, sim = _problem(5, n=257, bits=bits)
+    _, db, _, dl, sim = metric_problem(5, n=257, bits=bits)
     labels = np.eye(4, dtype=np.int32)[dl % 4] | np.eye(4, dtype=np.int32)[dl % 3] if multi else dl
     data = metrics.prepare(None, db, None, labels, exclude_self=exclude_self)
     k = 120
