@@ -4,10 +4,9 @@
 A linear scan, like FAISS's ``IndexBinaryFlat``, arranged for a CPU's caches and vector units:
 
 * **Blocks.** Work items are (block of ``_QUERY_BLOCK`` queries, part of the database), taken
-  one at a time by a pool of Python threads, one per core (the compiled code releases the GIL).
-  On shared cores this balances far better than numba's own parallel loops, which split the
-  items evenly up front: measured, two of its threads ran no faster than one where Python
-  threads ran 1.3-1.8x faster (benchmarks/RESULTS.md). Each part is read ``_CHUNK_ROWS`` rows
+  one at a time by the threads of :mod:`jaxhash.kernels.numba_threads`, one per core (the
+  compiled code releases the GIL; on shared cores this balances far better than numba's own
+  parallel loops). Each part is read ``_CHUNK_ROWS`` rows
   at a time (64 KiB of 64-bit codes, held in the L1/L2 cache while every query of the block
   scans it).
 * **Scan.** For each query and run of ``_RUN`` rows, one loop forms the XOR-popcount distances
@@ -32,11 +31,10 @@ popcount of XOR does not see them).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
+
+from jaxhash.kernels.numba_threads import cpu_threads, run_items
 
 _QUERY_BLOCK = 32  # queries per work item: each scans a cached chunk in turn
 _CHUNK_ROWS = 8192  # rows held in cache while a query block scans them
@@ -210,17 +208,10 @@ def _merge_parts(part_d, part_i, k, out_d, out_i):
 _PARALLEL_PAIRS = 1 << 22
 
 
-def _threads() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _num_parts(num_queries: int, rows: int, k: int) -> int:
     """Parts to split the database into: more than one only when query blocks alone would leave
     threads idle, each part at least a few chunks and 2k rows."""
-    threads = _threads()
+    threads = cpu_threads()
     blocks = -(-num_queries // _QUERY_BLOCK)
     if blocks >= threads:
         return 1
@@ -251,15 +242,10 @@ def topk(
     out_d = np.empty((num_parts, nq, k), np.int64)
     out_i = np.empty((num_parts, nq, k), np.int64)
     args = (db_words, q_words, self_ids, k, num_parts)
-    threads = min(_threads(), items)
-    if nq * n < _PARALLEL_PAIRS or threads == 1:
+    if nq * n < _PARALLEL_PAIRS:
         _search_items(*args, 0, items, out_d, out_i)
-    else:
-        # Threads take items one at a time, so a thread that the OS runs less (shared cores)
-        # takes fewer; the kernel releases the GIL.
-        with ThreadPoolExecutor(threads) as pool:
-            done = pool.map(lambda i: _search_items(*args, i, i + 1, out_d, out_i), range(items))
-            list(done)
+    else:  # a thread that the OS runs less (shared cores) takes fewer items
+        run_items(lambda i: _search_items(*args, i, i + 1, out_d, out_i), items)
     if num_parts > 1:
         merged_d = np.empty((nq, k), np.int64)
         merged_i = np.empty((nq, k), np.int64)

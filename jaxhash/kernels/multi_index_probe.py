@@ -1,12 +1,14 @@
 """The compiled search of :class:`jaxhash.multi_index.MultiIndex` (numba, extra ``search``).
 
-One thread per query (``numba.prange``) walks the probing order of multi-index hashing
+Each query walks the probing order of multi-index hashing
 (Norouzi, Punjani & Fleet, TPAMI 2014): radius rho = 0, 1, ..., tables j = 0..m-1, the probes
 ``key ^ v`` for every ``s_j``-bit ``v`` of weight rho (Gosper's hack enumerates them), each
 bucket's codes (``words``, sorted by table-0 key, so table 0's buckets are contiguous) scored
 by XOR-popcount and kept in a sorted top k (ties to the lower database row). A code reached
 again is skipped by its substring distances, as in the NumPy path; the query stops once its
-k-th distance is at most ``m * rho + j``.
+k-th distance is at most ``m * rho + j``. Blocks of ``_QUERY_BLOCK`` queries are the work items
+of :mod:`jaxhash.kernels.numba_threads` (taken one at a time by one thread per core; a query's
+cost varies by orders of magnitude with how far its neighbours are, so the items are small).
 
 :func:`within` (range search) walks the same order up to rho = floor(r / m) and keeps every
 code within r: one pass counts each query's codes, a second writes them where the counts say.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from jaxhash.kernels.numba_threads import PARALLEL_LOCK
+from jaxhash.kernels.numba_threads import run_items
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -68,7 +70,7 @@ def _next_of_same_weight(v):
 
 def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out_d, out_i):
     num_tables = lengths.shape[0]
-    for q in numba.prange(queries.shape[0]):
+    for q in range(queries.shape[0]):
         best_d = out_d[q]
         best_i = out_i[q]
         rho = 0
@@ -116,7 +118,7 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
     ``out_d`` is empty, else written from ``starts[q]``."""
     num_tables = lengths.shape[0]
     fill = out_d.shape[0] > 0
-    for q in numba.prange(queries.shape[0]):
+    for q in range(queries.shape[0]):
         n = 0
         done = False
         for rho in range(radius // num_tables + 1):
@@ -148,14 +150,9 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
             starts[q + 1] = n
 
 
-# One thread per query for batches; a few queries (a server's requests, each from its own
-# thread) run serially, and batches one at a time (jaxhash.kernels.numba_threads). All release
-# the GIL, so a server's event loop keeps running during a search.
-_topk_serial = numba.njit(cache=True, nogil=True)(_topk)
-_topk_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_topk)
-_within_serial = numba.njit(cache=True, nogil=True)(_within)
-_within_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_within)
-_PARALLEL_FROM = 16  # queries
+_topk_kernel = numba.njit(cache=True, nogil=True)(_topk)
+_within_kernel = numba.njit(cache=True, nogil=True)(_within)
+_QUERY_BLOCK = 8  # queries per work item
 
 
 def _index_args(index, queries: np.ndarray) -> tuple:
@@ -181,20 +178,24 @@ def _index_args(index, queries: np.ndarray) -> tuple:
     )
 
 
-def _launch(serial, parallel, num_queries: int, *args) -> None:
-    if num_queries < _PARALLEL_FROM:
-        serial(*args)
-    else:
-        with PARALLEL_LOCK:
-            parallel(*args)
+def _launch(kernel, index_args: tuple, block_args) -> None:
+    """``kernel`` over blocks of queries in threads: the query words and keys sliced to the
+    block, then ``block_args(a, b)`` for queries ``a:b`` (its outputs, sliced the same way)."""
+    words, queries, query_keys, *tables = index_args
+    num_queries = len(queries)
+
+    def block(item: int) -> None:
+        a, b = item * _QUERY_BLOCK, min((item + 1) * _QUERY_BLOCK, num_queries)
+        kernel(words, queries[a:b], query_keys[a:b], *tables, *block_args(a, b))
+
+    run_items(block, -(-num_queries // _QUERY_BLOCK))
 
 
 def topk(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``MultiIndex.search`` compiled: ``(distances int32 [Q, k], indices int32 [Q, k])``."""
     out_d = np.full((len(queries), k), index.bits + 1, np.int64)
     out_i = np.full((len(queries), k), len(index), np.int64)
-    args = (*_index_args(index, queries), k, out_d, out_i)
-    _launch(_topk_serial, _topk_parallel, len(queries), *args)
+    _launch(_topk_kernel, _index_args(index, queries), lambda a, b: (k, out_d[a:b], out_i[a:b]))
     return out_d.astype(np.int32), out_i.astype(np.int32)
 
 
@@ -202,12 +203,12 @@ def within(index, queries: np.ndarray, radius: int):
     """The codes within ``radius`` of each query, compiled: ``(rows, distances, ids)``, int64
     ``[total]`` each, in no particular order (``MultiIndex.range_search`` sorts them)."""
     args = _index_args(index, queries)
-    starts = np.zeros(len(queries) + 1, np.int64)
+    starts = np.zeros(len(queries) + 1, np.int64)  # a block's counts, then its offsets
     empty = np.zeros(0, np.int64)
-    _launch(_within_serial, _within_parallel, len(queries), *args, radius, starts, empty, empty)
+    _launch(_within_kernel, args, lambda a, b: (radius, starts[a : b + 1], empty, empty))
     np.cumsum(starts, out=starts)
     out_d = np.empty(starts[-1], np.int64)
     out_i = np.empty(starts[-1], np.int64)
-    _launch(_within_serial, _within_parallel, len(queries), *args, radius, starts, out_d, out_i)
+    _launch(_within_kernel, args, lambda a, b: (radius, starts[a : b + 1], out_d, out_i))
     rows = np.repeat(np.arange(len(queries)), np.diff(starts))
     return rows, out_d, out_i

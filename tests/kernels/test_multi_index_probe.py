@@ -1,5 +1,5 @@
 """jaxhash.kernels.multi_index_probe: the compiled probe of the multi-index, called directly, is
-the brute-force top-k (ties to the lower row) on its serial and its parallel path."""
+the brute-force top-k (ties to the lower row), in the calling thread and in several."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ pytest.importorskip("numba", reason="optional extra 'search' (numba) is not inst
 from jaxhash.kernels import multi_index_probe  # after the skip: it imports numba
 
 
-@pytest.mark.parametrize("num_queries", [3, multi_index_probe._PARALLEL_FROM + 5])
+@pytest.mark.parametrize("num_queries", [3, 3 * multi_index_probe._QUERY_BLOCK + 5])
 def test_topk_is_brute_force(num_queries):
     rng = np.random.default_rng(num_queries)
     distinct = rng.integers(0, 256, (50, 4), np.uint8)  # duplicates: many tied distances
