@@ -7,8 +7,10 @@ bucket's codes (``words``, sorted by table-0 key, so table 0's buckets are conti
 by XOR-popcount and kept in a sorted top k (ties to the lower database row). A code reached
 again is skipped by its substring distances, as in the NumPy path; the query stops once its
 k-th distance is at most ``m * rho + j``. Blocks of ``_QUERY_BLOCK`` queries are the work items
-of :mod:`jaxhash.kernels.numba_threads` (taken one at a time by one thread per core; a query's
-cost varies by orders of magnitude with how far its neighbours are, so the items are small).
+of :mod:`jaxhash.kernels.numba_threads`, taken one at a time by one thread per core (a query's
+cost varies by orders of magnitude with how far its neighbours are). At 2 x 10^6 codes and
+1,000 queries, 32 a block measured 46 / 545 ms (clustered / uniform codes) against 68 / 590 ms
+with 8 (a call's overhead) and 63 / 558 ms for numba's parallel loop, one process, 2 cores.
 
 :func:`within` (range search) walks the same order up to rho = floor(r / m) and keeps every
 code within r: one pass counts each query's codes, a second writes them where the counts say.
@@ -152,7 +154,7 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
 
 _topk_kernel = numba.njit(cache=True, nogil=True)(_topk)
 _within_kernel = numba.njit(cache=True, nogil=True)(_within)
-_QUERY_BLOCK = 8  # queries per work item
+_QUERY_BLOCK = 32  # queries per work item
 
 
 def _index_args(index, queries: np.ndarray) -> tuple:
