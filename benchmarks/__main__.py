@@ -1,7 +1,8 @@
 """Every hot-path benchmark from one command; JSON lines to stdout and to a results file.
 
     python -m benchmarks               # the CPU sizes (each script's defaults), minutes
-    python -m benchmarks --quick       # seconds per benchmark: the CI smoke test
+    python -m benchmarks --quick       # seconds per benchmark: the CI smoke test (each timing
+                                       # one call after one warm-up: no numbers to quote)
     python -m benchmarks --full        # accelerator sizes (benchmarks/gpu.sh runs this)
     python -m benchmarks --only losses knn --out /tmp/results
 
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import device_slug
+from benchmarks.common import SMOKE_TEST, device_slug
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,10 +114,15 @@ def _wordnet_installed() -> bool:
     return False
 
 
-def run_one(name: str, args: list[str], timeout: float) -> tuple[list[dict], dict | None]:
-    """Run ``python -m benchmarks.<name> *args``; its JSON lines and a status line on failure."""
+def run_one(
+    name: str, args: list[str], timeout: float, smoke_test: bool = False
+) -> tuple[list[dict], dict | None]:
+    """Run ``python -m benchmarks.<name> *args``; its JSON lines and a status line on failure.
+    ``smoke_test``: every timing one call after one warm-up (``common.SMOKE_TEST``)."""
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
+    if smoke_test:
+        env[SMOKE_TEST] = "1"
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             status = {"status": "skipped", "reason": f"needs {', '.join(missing)}"}
             rows = []
         else:
-            rows, status = run_one(name, extra, args.timeout)
+            rows, status = run_one(name, extra, args.timeout, smoke_test=level == "quick")
         rows = [{**row, "module": name, **stamp} for row in rows]
         if status is not None:
             failed |= status["status"] == "failed"

@@ -32,7 +32,7 @@ def _brute_force_within(queries, database, radius):
 
 
 @pytest.mark.parametrize("kind", ["random", "clustered", "duplicates"])
-@pytest.mark.parametrize("num_queries", [5, 40])  # one thread; one thread per query
+@pytest.mark.parametrize("num_queries", [5, 40])  # one block of queries; two, in threads
 def test_compiled_range_search_equals_brute_force(kind, num_queries):
     rng = np.random.default_rng([num_queries, len(kind)])
     for n, width, radii in [(3000, 8, (0, 5, 12, 20)), (2000, 3, (0, 4, 24)), (500, 2, (16,))]:
