@@ -43,7 +43,7 @@ _MIN_BUFFER = 256  # candidates collected beyond k before a cut
 
 
 @numba.njit(inline="always")
-def _popcount(x):
+def popcount64(x):
     # LLVM recognises this bit-parallel count as its ctpop intrinsic: popcnt, or vpopcntq in
     # vectorised loops.
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -53,10 +53,11 @@ def _popcount(x):
 
 
 @numba.njit(inline="always")
-def _distance(db, r, queries, q):
+def code_distance(db, r, queries, q):
+    """Hamming distance between row ``r`` of ``db`` and row ``q`` of ``queries`` (64-bit words)."""
     d = 0
     for w in range(db.shape[1]):
-        d += _popcount(db[r, w] ^ queries[q, w])
+        d += popcount64(db[r, w] ^ queries[q, w])
     return d
 
 
@@ -110,12 +111,12 @@ def _scan_part(db, queries, self_ids, q0, q1, r0, r1, k, buf_d, buf_i, counts, o
                     qw = queries[q, 0]
                     words = flat[s0 : s0 + run.shape[0]]
                     for r in range(words.shape[0]):
-                        d = _popcount(words[r] ^ qw)
+                        d = popcount64(words[r] ^ qw)
                         dist[r] = d
                         low = min(low, d)
                 else:
                     for r in range(run.shape[0]):
-                        d = _distance(run, r, queries, q)
+                        d = code_distance(run, r, queries, q)
                         dist[r] = d
                         low = min(low, d)
                 if low >= limit[qi]:

@@ -21,30 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from jaxhash.kernels.hamming_scan import code_distance, popcount64
 from jaxhash.kernels.numba_threads import run_items
-
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-
-
-@numba.njit(inline="always")
-def _popcount(x):
-    x = np.uint64(x)
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return np.int64((x * _H01) >> np.uint64(56))
-
-
-@numba.njit(inline="always")
-def _distance(words, pos, queries, q):
-    """Hamming distance between database code ``pos`` and query ``q`` (64-bit words)."""
-    d = 0
-    for w in range(words.shape[1]):
-        d += _popcount(words[pos, w] ^ queries[q, w])
-    return d
 
 
 @numba.njit(inline="always")
@@ -56,7 +34,7 @@ def _reached_before(words, pos, queries, q, masks, table, rho):
             continue
         sub = 0
         for w in range(words.shape[1]):
-            sub += _popcount((words[pos, w] ^ queries[q, w]) & masks[other, w])
+            sub += popcount64((words[pos, w] ^ queries[q, w]) & masks[other, w])
         if (other < table and sub <= rho) or (other > table and sub < rho):
             return True
     return False
@@ -87,7 +65,7 @@ def _topk(words, queries, query_keys, ids, offsets, base, lengths, masks, k, out
                     probe = base[j] + (key ^ v)
                     for p in range(offsets[probe], offsets[probe + 1]):
                         pos = np.int64(p) if j == 0 else np.int64(ids[j, p])  # in words
-                        d = _distance(words, pos, queries, q)
+                        d = code_distance(words, pos, queries, q)
                         worst = best_d[k - 1]
                         if d > worst:
                             continue
@@ -133,7 +111,7 @@ def _within(words, queries, query_keys, ids, offsets, base, lengths, masks, radi
                     probe = base[j] + (key ^ v)
                     for p in range(offsets[probe], offsets[probe + 1]):
                         pos = np.int64(p) if j == 0 else np.int64(ids[j, p])
-                        d = _distance(words, pos, queries, q)
+                        d = code_distance(words, pos, queries, q)
                         if d > radius or _reached_before(words, pos, queries, q, masks, j, rho):
                             continue
                         if fill:
