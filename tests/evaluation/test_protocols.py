@@ -7,23 +7,12 @@ import numpy as np
 import pytest
 
 from jaxhash import evaluate, metrics
-
-
-def _data(seed=0, n=150, bits=16, classes=5):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    codes = (rng.normal(size=(classes, bits))[labels] + rng.normal(size=(n, bits))).astype(
-        np.float32
-    )
-    sim = rng.uniform(0.0, 0.7, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    return codes, labels, sim
+from tests.evaluation.labelled_codes import labelled_codes
 
 
 @pytest.mark.slow
 def test_database_is_query_report_and_plots(tmp_path):
-    codes, labels, sim = _data()
+    codes, labels, sim = labelled_codes()
     report = evaluate.evaluate(
         codes,
         labels,
@@ -65,8 +54,8 @@ def test_database_is_query_report_and_plots(tmp_path):
 
 @pytest.mark.slow
 def test_query_database_and_zero_shot():
-    codes, labels, _ = _data(1)
-    queries, q_labels, _ = _data(1, n=40)
+    codes, labels, _ = labelled_codes(1)
+    queries, q_labels, _ = labelled_codes(1, n=40)
     report = evaluate.evaluate(
         codes,
         labels,
@@ -96,7 +85,7 @@ def test_query_database_and_zero_shot():
 
 @pytest.mark.slow
 def test_cut_offs_above_the_database_are_lowered():
-    codes, labels, sim = _data(2, n=30)
+    codes, labels, sim = labelled_codes(2, n=30)
     report = evaluate.evaluate_codes(
         codes, codes, labels, labels, class_similarity=sim, map_k=None, mahp_k=250,
         exclude_self=True,
@@ -130,6 +119,6 @@ BAD = [
 
 @pytest.mark.parametrize("kwargs, message", BAD)
 def test_bad_arguments_raise(kwargs, message):
-    codes, labels, _ = _data(4, n=20)
+    codes, labels, _ = labelled_codes(4, n=20)
     with pytest.raises(ValueError, match=message):
         evaluate.evaluate(codes, labels, map_k=5, baseline=False, **kwargs)

@@ -3,23 +3,11 @@ plots that label their rows and say the code length and protocol."""
 
 import json
 
-import numpy as np
 import pytest
 
 from jaxhash import evaluate
 from jaxhash.evaluation import report_dir, write_report
-
-
-def _data(seed=0, n=150, bits=16, classes=5):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    codes = (rng.normal(size=(classes, bits))[labels] + rng.normal(size=(n, bits))).astype(
-        np.float32
-    )
-    sim = rng.uniform(0.0, 0.7, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    return codes, labels, sim
+from tests.evaluation.labelled_codes import labelled_codes
 
 
 @pytest.mark.slow
@@ -30,7 +18,7 @@ def test_plots_label_the_rows(tmp_path, monkeypatch):
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
-    codes, labels, sim = _data(3, n=40)
+    codes, labels, sim = labelled_codes(3, n=40)
     evaluate.evaluate(
         codes,
         labels,

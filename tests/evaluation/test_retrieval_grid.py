@@ -7,18 +7,7 @@ import numpy as np
 import pytest
 
 from jaxhash import evaluate
-
-
-def _data(seed=0, n=150, bits=16, classes=5):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    codes = (rng.normal(size=(classes, bits))[labels] + rng.normal(size=(n, bits))).astype(
-        np.float32
-    )
-    sim = rng.uniform(0.0, 0.7, (classes, classes))
-    sim = (sim + sim.T) / 2
-    np.fill_diagonal(sim, 1.0)
-    return codes, labels, sim
+from tests.evaluation.labelled_codes import labelled_codes
 
 
 def assert_png(path, min_bytes=5_000):
@@ -31,7 +20,7 @@ def assert_png(path, min_bytes=5_000):
 def test_retrieval_grid_written_and_listed(tmp_path):
     from jaxhash import retrieval_grid
 
-    codes, labels, sim = _data(5, n=60)
+    codes, labels, sim = labelled_codes(5, n=60)
     pixels = np.random.default_rng(0).integers(0, 256, (60, 24, 24, 3), np.uint8)
     rows = retrieval_grid.evaluation_grid(
         codes,

@@ -5,17 +5,14 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxhash import losses
 from tests.losses.loss_checks import (
     check_sharded,
+    classification_loss,
     hashing_inputs,
-    jit_static,
     random_codes,
     random_mask,
     seeded_rng,
 )
-
-classification_loss = jit_static(losses.classification_loss, "axis_name")
 
 
 def np_ce(logits, labels, mask):

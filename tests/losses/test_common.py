@@ -8,20 +8,9 @@ import pytest
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets
-from tests.losses.loss_checks import hashing_inputs, jit_static
-
-similarity_loss = jit_static(
-    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
+from tests.losses.loss_checks import (
+    hashing_inputs,
 )
-KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
-
-
-binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
-classification_loss = jit_static(losses.classification_loss, "axis_name")
-
-
-quantization_loss = jit_static(losses.quantization_loss, "axis_name")
-bit_balance_loss = jit_static(losses.bit_balance_loss, "axis_name")
 
 
 def _invalid_cases():

@@ -9,34 +9,17 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
-from scipy.spatial import cKDTree
 
 from jaxhash import losses
 from tests.losses.loss_checks import (
+    binary_kl_loss,
     check_sharded,
-    jit_static,
+    kl_oracle,
+    knn_kl_divergence,
     random_codes,
     random_mask,
     seeded_rng,
 )
-
-knn_kl_divergence = jit_static(losses.knn_kl_divergence, "k", "axis_name")
-KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
-
-
-binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
-
-
-def kl_oracle(x, y, k, mask=None):
-    """Wang-Kulkarni-Verdu estimate with scipy's cKDTree in float64."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    if mask is not None:
-        x = x[np.asarray(mask)]
-    n, d = x.shape
-    rho = cKDTree(x).query(x, k=[k + 1])[0][:, -1]
-    nu = cKDTree(y).query(x, k=[k])[0][:, -1]
-    return d * np.mean(np.log(nu / rho)) + np.log(y.shape[0] / (n - 1)), np.log(nu), np.log(rho)
 
 
 def gauss_kl(mu, s):

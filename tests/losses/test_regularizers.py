@@ -5,17 +5,14 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxhash import losses
 from tests.losses.loss_checks import (
+    bit_balance_loss,
     check_sharded,
     hashing_inputs,
-    jit_static,
+    quantization_loss,
     random_codes,
     random_mask,
 )
-
-quantization_loss = jit_static(losses.quantization_loss, "axis_name")
-bit_balance_loss = jit_static(losses.bit_balance_loss, "axis_name")
 
 
 def np_quant(codes, mask):

@@ -14,18 +14,13 @@ from jaxhash import losses
 from jaxhash.losses import ClassTargets, EmbeddingTargets
 from tests.losses.loss_checks import (
     check_sharded,
-    jit_static,
     random_codes,
     random_mask,
     seeded_rng,
+    similarity_loss,
 )
 
-# Library calls go through jax.jit: on the CPU one compilation per configuration is several times
-# faster than eager dispatch of every op. Trace-time ValueErrors are raised all the same.
 relaxed_hamming = jax.jit(losses.relaxed_hamming)
-similarity_loss = jit_static(
-    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
-)
 
 
 NORMALIZE = ("mean", "row", "none")

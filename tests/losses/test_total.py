@@ -6,41 +6,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from scipy.spatial import cKDTree
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets, LossWeights
-from tests.losses.loss_checks import check_sharded, hashing_inputs, jit_static, random_mask
-
-similarity_loss = jit_static(
-    losses.similarity_loss, "normalize", "power", "detach_scale", "axis_name"
+from tests.losses.loss_checks import (
+    binary_kl_loss,
+    bit_balance_loss,
+    check_sharded,
+    classification_loss,
+    hashing_inputs,
+    hashing_loss,
+    kl_oracle,
+    quantization_loss,
+    random_mask,
+    similarity_loss,
 )
-KL_STATIC = ("form", "k", "num_targets", "sigma", "floor", "decorrelation", "axis_name")
-
-
-binary_kl_loss = jit_static(losses.binary_kl_loss, *KL_STATIC)
-classification_loss = jit_static(losses.classification_loss, "axis_name")
-
-
-quantization_loss = jit_static(losses.quantization_loss, "axis_name")
-bit_balance_loss = jit_static(losses.bit_balance_loss, "axis_name")
-
-
-hashing_loss = jit_static(
-    losses.hashing_loss, "weights", "kl_form", "k", "normalize", "power", "axis_name"
-)
-
-
-def kl_oracle(x, y, k, mask=None):
-    """Wang-Kulkarni-Verdu estimate with scipy's cKDTree in float64."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    if mask is not None:
-        x = x[np.asarray(mask)]
-    n, d = x.shape
-    rho = cKDTree(x).query(x, k=[k + 1])[0][:, -1]
-    nu = cKDTree(y).query(x, k=[k])[0][:, -1]
-    return d * np.mean(np.log(nu / rho)) + np.log(y.shape[0] / (n - 1)), np.log(nu), np.log(rho)
 
 
 def test_hashing_loss_is_weighted_sum():

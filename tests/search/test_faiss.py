@@ -5,31 +5,20 @@ import numpy as np
 import pytest
 
 from jaxhash import retrieval
-
-
-def _packed(rng, rows, num_bytes, levels=256):
-    """Random packed codes; ``levels < 256`` draws few distinct bytes, so distances tie often."""
-    return rng.integers(0, levels, (rows, num_bytes), dtype=np.uint8)
-
-
-def _hamming(queries, database):
-    """int64 [Q, N] brute-force Hamming distances of packed codes."""
-    q = np.unpackbits(queries, axis=1).astype(np.int64)
-    d = np.unpackbits(database, axis=1).astype(np.int64)
-    return (q[:, None, :] != d[None, :, :]).sum(-1)
+from tests.search.topk_oracles import packed_hamming, random_packed
 
 
 def test_faiss_bridge_agrees():
     faiss = pytest.importorskip("faiss")
     rng = np.random.default_rng(10)
-    database = _packed(rng, 2000, 8, 256)
-    queries = _packed(rng, 25, 8, 256)
+    database = random_packed(rng, 2000, 8, 256)
+    queries = random_packed(rng, 25, 8, 256)
     index = retrieval.faiss_index(database)
     assert isinstance(index, faiss.IndexBinaryFlat) and index.ntotal == 2000
     f_dist, f_idx = index.search(queries, 30)
     dist, idx = (np.asarray(a) for a in retrieval.hamming_topk(queries, database, 30))
     np.testing.assert_array_equal(f_dist, dist)
-    full = _hamming(queries, database)
+    full = packed_hamming(queries, database)
     for q in range(len(queries)):
         # Same neighbours up to the order inside a distance; the last distance's group may be
         # cut at a different member, but every member FAISS returns is at that distance.

@@ -6,18 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhash import retrieval
-
-
-def _packed(rng, rows, num_bytes, levels=256):
-    """Random packed codes; ``levels < 256`` draws few distinct bytes, so distances tie often."""
-    return rng.integers(0, levels, (rows, num_bytes), dtype=np.uint8)
-
-
-def _hamming(queries, database):
-    """int64 [Q, N] brute-force Hamming distances of packed codes."""
-    q = np.unpackbits(queries, axis=1).astype(np.int64)
-    d = np.unpackbits(database, axis=1).astype(np.int64)
-    return (q[:, None, :] != d[None, :, :]).sum(-1)
+from tests.search.topk_oracles import packed_hamming, random_packed
 
 
 @pytest.mark.slow
@@ -50,5 +39,6 @@ def test_pack_codes_works_under_jit():
 
 def test_hamming_distances_match_numpy():
     rng = np.random.default_rng(2)
-    q, db = _packed(rng, 7, 5), _packed(rng, 30, 5)
-    np.testing.assert_array_equal(np.asarray(retrieval.hamming_distances(q, db)), _hamming(q, db))
+    q, db = random_packed(rng, 7, 5), random_packed(rng, 30, 5)
+    distances = np.asarray(retrieval.hamming_distances(q, db))
+    np.testing.assert_array_equal(distances, packed_hamming(q, db))
