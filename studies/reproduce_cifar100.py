@@ -286,7 +286,9 @@ def _kl_cell(row: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one line per (epochs, network, protocol, bits, method), seeds averaged (with
-    spread); the network column (model and batch size) only when rows name their model."""
+    spread); the network column (model and batch size) only when rows name their model. The
+    time per seed is the training time (``train_s``, every process of a resumed row) with the
+    median images/s when every row records it, else the wall time of the finishing process."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:  # rows with class-description targets are a method of their own
         method = row["method"] + (" (text targets)" if row.get("targets") == "text" else "")
@@ -295,12 +297,14 @@ def table(rows: list[dict]) -> str:
         groups.setdefault(key, []).append(row)
     fixed = ("ce", "ce_quant", "ce_sim")
     networks = any(key[1] for key in groups)
+    timed = all("train_s" in row for row in rows)
+    time_heads = " train s / seed | images/s |" if timed else " wall s / seed |"
     lines = [
         "| epochs |" + (" network |" if networks else "")
         + " protocol | bits | method | KL term | seeds | mAHP@250 | mAP@250 | P@100 | "
         "severity | precision r<=2 | mAHP@250 real (cos) | mAP@250 real (cos) | gap mAP | "
-        "cos(z, sign z) | wall s / seed |",
-        "|" + " --- |" * (17 if networks else 16),
+        "cos(z, sign z) |" + time_heads,
+        "|" + " --- |" * (16 + networks + timed),
     ]
 
     def lead(key) -> str:
@@ -313,6 +317,13 @@ def table(rows: list[dict]) -> str:
         if len(values) == 1:
             return f"{mean:.3f}"
         return f"{mean:.3f} ± {(max(values) - min(values)) / 2:.3f}"
+
+    def seconds(members: list[dict]) -> str:
+        if not timed:
+            return f"{sum(r['wall_s'] for r in members) / len(members):.0f}"
+        train_s = sum(r["train_s"] for r in members) / len(members)
+        speed = sum(r["median_images_per_s"] for r in members) / len(members)
+        return f"{train_s:.0f} | {speed:.0f}"
 
     def order(key):
         epochs, network, protocol, bits, method = key
@@ -334,7 +345,7 @@ def table(rows: list[dict]) -> str:
             f"{cell([x['precision@r2'] for x in m if 'precision@r2' in x])} | "
             f"{cell([metric(x, 'mAHP@') for x in c])} | {cell([metric(x, 'mAP@') for x in c])} | "
             f"{cell([metric(r['gap_cosine_minus_hamming'], 'mAP@') for r in members])} | "
-            f"{cell(diag)} | {sum(r['wall_s'] for r in members) / len(members):.0f} |"
+            f"{cell(diag)} | {seconds(members)} |"
         )
         last_of_block = i + 1 == len(keys) or keys[i + 1][:4] != key[:4]
         rc = members[0]["random_codes"]
@@ -343,7 +354,7 @@ def table(rows: list[dict]) -> str:
                 f"{lead(key)} {_protocol(key[2])} | {key[3]} | random codes | - | - | "
                 f"{metric(rc, 'mAHP@'):.3f} | {metric(rc, 'mAP@'):.3f} | "
                 f"{rc['P@100']:.3f} | {rc['mistake_severity']:.3f} | "
-                f"{rc.get('precision@r2', 0.0):.3f} | - | - | - | - | - |"
+                f"{rc.get('precision@r2', 0.0):.3f} | - | - | - | - | -" + " | -" * timed + " |"
             )
     return "\n".join(lines)
 

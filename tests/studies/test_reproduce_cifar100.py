@@ -106,6 +106,20 @@ def test_the_table_keeps_rows_of_other_networks_apart():
     ]
 
 
+def test_the_table_times_resumed_rows_by_their_training_time():
+    """Where every row records its training time (summed over the processes of a resumed row),
+    the table shows it and the median images/s, not the wall time of the last process."""
+    codes = {"mAHP@250": 0.3, "mAP@250": 0.0, "P@100": 0.0, "mistake_severity": 0.7}
+    row = _table_row(random_codes=codes, wall_s=10.0, train_s=100.0, median_images_per_s=150.0)
+    rows = [row, {**row, "seed": 1, "train_s": 300.0, "median_images_per_s": 130.0}]
+    lines = study.table(rows).splitlines()
+    assert lines[0].endswith("| train s / seed | images/s |")
+    assert lines[2].endswith("| 200 | 140 |")
+    assert len({line.count("|") for line in lines}) == 1  # the random-codes line too
+    untimed = study.table([_table_row(wall_s=10.0)]).splitlines()
+    assert untimed[0].endswith("| wall s / seed |") and untimed[2].endswith("| 10 |")
+
+
 def test_reproduction_rejects_a_missing_data_file(tmp_path):
     with pytest.raises(SystemExit):
         study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "o.json")])
