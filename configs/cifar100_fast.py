@@ -38,9 +38,10 @@ at batch 128 against 133 at 256 and 113 at 512 (smaller batches stay in cache), 
 alone trained at 150-159 images/s, so 18 epochs take about 97 minutes and the evaluation two
 more. The ``gpu`` variant trains longer (``GPU_EPOCHS``).
 
-Measured (one CPU device, 2026-12-08), version 3 (this file): ``paper,64,0`` gives Hamming
-mAHP@250 0.766, mAP@250 0.497 (cosine 0.775 / 0.514; binarisation gap 0.017 mAP), training
-8,362 s at a median 131 images/s on cores shared with other work for about half its steps.
+Measured (one CPU device, 2026-12-08), version 3 (this file): ``paper,64,0`` / ``paper,64,1``
+give Hamming mAHP@250 0.766 / 0.769, mAP@250 0.497 / 0.491 (cosine mAHP@250 0.775 / 0.779;
+binarisation gap 0.017 / 0.027 mAP); seed 1 trained alone in 6,186 s (median 151 images/s,
+106 minutes with the evaluation), seed 0 in 8,362 s on cores shared for about half its steps.
 Earlier (2026-12-07), version 2 (15 epochs, similarity weight 3):
 ``paper,64,0`` / ``paper,64,1`` give Hamming mAHP@250 0.744 / 0.745, mAP@250 0.461 / 0.460
 (cosine mAHP@250 0.754 / 0.755; binarisation gap 0.022 / 0.026 mAP), training 99 / 162 minutes
