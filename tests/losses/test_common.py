@@ -8,9 +8,7 @@ import pytest
 
 from jaxhash import losses
 from jaxhash.losses import ClassTargets
-from tests.losses.loss_checks import (
-    hashing_inputs,
-)
+from tests.losses.loss_checks import hashing_inputs
 
 
 def _invalid_cases():
